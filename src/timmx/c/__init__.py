@@ -1,0 +1,1 @@
+"""Plain-C export target: kernel library and weight packing."""
