@@ -1,0 +1,3 @@
+from timmx.cli import main
+
+main()

@@ -1,0 +1,35 @@
+"""User-facing errors. The CLI prints them without a traceback and exits with code 2."""
+
+
+class TimmxError(Exception):
+    """Base class of every error timmx reports to the user."""
+
+
+class ConfigurationError(TimmxError):
+    """Bad input: an unknown model or option, an invalid flag combination, unreadable data."""
+
+
+class DependencyError(ConfigurationError):
+    """An optional dependency a backend needs is not installed."""
+
+    def __init__(self, backend: str, missing: list[str], install: str) -> None:
+        self.backend = backend
+        self.missing = missing
+        self.install = install
+        names = ", ".join(missing)
+        super().__init__(
+            f"The {backend} backend needs {names}, which is not installed. Install it with:\n"
+            f"  {install}"
+        )
+
+
+class ExportError(TimmxError):
+    """The conversion itself failed."""
+
+
+class VerificationError(ExportError):
+    """The exported artifact does not compute what the PyTorch model computes."""
+
+    def __init__(self, message: str, report: object | None = None) -> None:
+        super().__init__(message)
+        self.report = report

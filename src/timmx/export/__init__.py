@@ -1,0 +1,1 @@
+"""Export backends and the machinery they share."""

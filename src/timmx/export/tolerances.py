@@ -1,0 +1,55 @@
+"""Verification tolerances, per format and precision, in one place.
+
+An artifact passes when every output element satisfies ``|out - ref| <= atol + rtol * |ref|``
+(skipped where ``atol`` is None), the cosine similarity of each sample's output with PyTorch's is
+at least ``min_cosine``, and, where ``min_top1`` is set, the top-1 class agrees on at least that
+fraction of the samples. ``--atol``/``--rtol`` override the first check.
+
+| precision | atol | rtol | min cosine | min top-1 | why |
+|---|---|---|---|---|---|
+| fp32 | 1e-4 | 1e-3 | 0.9999 | - | float32 reorderings only |
+| fp16 | 5e-2 | 5e-2 | 0.999 | - | fp16 weights/activations (~1e-3 relative per op) |
+| int8 | - | - | 0.98 | - | quantization: judged by cosine and reported top-1 |
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Pass criteria for one format and precision."""
+
+    atol: float | None
+    rtol: float
+    min_cosine: float
+    min_top1: float | None = None
+
+
+DEFAULT = {
+    "fp32": Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.9999),
+    "fp16": Tolerance(atol=5e-2, rtol=5e-2, min_cosine=0.999),
+    "bf16": Tolerance(atol=1e-1, rtol=1e-1, min_cosine=0.995),
+    "int8": Tolerance(atol=None, rtol=0.0, min_cosine=0.98),
+    "int4": Tolerance(atol=None, rtol=0.0, min_cosine=0.95),
+}
+
+# Per-format exceptions to DEFAULT, keyed by (format, precision).
+OVERRIDES: dict[tuple[str, str], Tolerance] = {}
+
+
+def tolerance_for(
+    format_name: str,
+    precision: str,
+    atol: float | None = None,
+    rtol: float | None = None,
+) -> Tolerance:
+    """The tolerance for ``format_name`` at ``precision``, with user overrides applied."""
+    base = OVERRIDES.get((format_name, precision)) or DEFAULT.get(precision) or DEFAULT["fp32"]
+    if atol is None and rtol is None:
+        return base
+    return Tolerance(
+        atol=atol if atol is not None else (base.atol if base.atol is not None else 0.0),
+        rtol=rtol if rtol is not None else base.rtol,
+        min_cosine=base.min_cosine,
+        min_top1=base.min_top1,
+    )
