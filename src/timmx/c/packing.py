@@ -42,9 +42,7 @@ def is_depthwise(in_c: int, out_c: int, groups: int) -> bool:
     return groups == in_c == out_c
 
 
-def conv2d_packed_nbytes(
-    out_c: int, in_c: int, kh: int, kw: int, groups: int = 1
-) -> int:
+def conv2d_packed_nbytes(out_c: int, in_c: int, kh: int, kw: int, groups: int = 1) -> int:
     """Byte size of ``pack_conv2d``'s result (equals C's ``txk_conv2d_packed_size``)."""
     if is_depthwise(in_c, out_c, groups):
         return _ceil_div(out_c, BLOCK) * BLOCK * (1 + kh * kw) * 4
@@ -62,9 +60,7 @@ def packed_alignment() -> int:
     return ALIGN
 
 
-def pack_conv2d(
-    weight: np.ndarray, bias: np.ndarray | None, groups: int = 1
-) -> np.ndarray:
+def pack_conv2d(weight: np.ndarray, bias: np.ndarray | None, groups: int = 1) -> np.ndarray:
     """Pack a PyTorch conv weight ``[out_c, in_c // groups, kh, kw]`` (+ bias ``[out_c]``).
 
     Returns a 1-D float32 array in the ``dwconv`` layout when ``groups == in_c == out_c``,
@@ -72,9 +68,7 @@ def pack_conv2d(
     """
     weight = np.asarray(weight, dtype=np.float32)
     if weight.ndim != 4:
-        raise ValueError(
-            f"conv weight must be 4-D [oc, ic/g, kh, kw], got shape {weight.shape}"
-        )
+        raise ValueError(f"conv weight must be 4-D [oc, ic/g, kh, kw], got shape {weight.shape}")
     out_c, icg, kh, kw = weight.shape
     if groups < 1 or out_c % groups:
         raise ValueError(f"groups={groups} must divide out_c={out_c}")
@@ -117,9 +111,7 @@ def pack_linear(weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     """
     weight = np.asarray(weight, dtype=np.float32)
     if weight.ndim != 2:
-        raise ValueError(
-            f"linear weight must be 2-D [out, in], got shape {weight.shape}"
-        )
+        raise ValueError(f"linear weight must be 2-D [out, in], got shape {weight.shape}")
     return pack_conv2d(weight[:, :, None, None], bias, 1)
 
 

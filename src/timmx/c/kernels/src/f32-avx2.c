@@ -1,0 +1,178 @@
+/* AVX2+FMA kernels: GEMM/direct-conv 6x16 (12 ymm accumulators), depthwise 8c,
+ * vunary 8. Built without -m flags: every function carries
+ * target("avx2,fma") and is only called after txk_isa_supported(TXK_ISA_AVX2). */
+#include "txk_internal.h"
+
+#if defined(TXK_X86)
+#include <immintrin.h>
+#include <string.h>
+
+#define TXK_T __attribute__((target("avx2,fma"), always_inline)) inline
+#define TXK_K __attribute__((target("avx2,fma")))
+
+#define V __m256
+#define M __m256
+#define VN 8
+#define SET1 _mm256_set1_ps
+#define ADD _mm256_add_ps
+#define SUB _mm256_sub_ps
+#define MUL _mm256_mul_ps
+#define DIV _mm256_div_ps
+#define FMA _mm256_fmadd_ps
+#define MINV _mm256_min_ps
+#define MAXV _mm256_max_ps
+#define ABS(x) _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)))
+#define ORSIGN(v, x) \
+  _mm256_or_ps(v, _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u))))
+#define LOADU _mm256_loadu_ps
+#define STOREU _mm256_storeu_ps
+#define LT(a, b) _mm256_cmp_ps(a, b, _CMP_LT_OQ)
+#define GT(a, b) _mm256_cmp_ps(a, b, _CMP_GT_OQ)
+#define BLEND(m, a, b) _mm256_blendv_ps(a, b, m)
+#define SFX(name) name##__avx2
+
+/* p * 2^n for integral n in [-150, 128], as two exact power-of-two factors. */
+static TXK_T V exp_scale(V p, V n) {
+  const __m256i ni = _mm256_cvtps_epi32(n);
+  const __m256i n1 = _mm256_srai_epi32(ni, 1);
+  const __m256i n2 = _mm256_sub_epi32(ni, n1);
+  const __m256i bias = _mm256_set1_epi32(127);
+  const V s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+  const V s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+  return MUL(MUL(p, s1), s2);
+}
+#define EXP_SCALE(p, n, x) exp_scale(p, n)
+
+#include "txk_vmath.inc"
+
+TXK_K void txk_f32_vunary_8__avx2(int op, float lo, float hi, size_t n, const float* x,
+                                  float* y) {
+  SFX(vunary_impl)(op, lo, hi, n, x, y);
+}
+
+static TXK_T __m256i tail_mask(size_t n) {
+  const int k = n >= 8 ? 8 : (int)n;
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+static TXK_T V epi_vec(V acc, const float* r, __m256i m, int act, V lo, V hi,
+                       const txk_epilogue* ep) {
+  if (ep->residual == TXK_RESIDUAL_BEFORE_ACT) acc = ADD(acc, _mm256_maskload_ps(r, m));
+  if (act != TXK_ACT_NONE) acc = SFX(vact)(act, acc, lo, hi);
+  if (ep->residual == TXK_RESIDUAL_AFTER_ACT) acc = ADD(acc, _mm256_maskload_ps(r, m));
+  return acc;
+}
+
+static TXK_T void epi_row(V acc0, V acc1, size_t nc, float* c, const float* r,
+                          const txk_epilogue* ep) {
+  const int act = (int)ep->act;
+  const V lo = SET1(ep->act_min), hi = SET1(ep->act_max);
+  if (nc >= 16) {
+    const __m256i all = _mm256_set1_epi32(-1);
+    _mm256_storeu_ps(c, epi_vec(acc0, r, all, act, lo, hi, ep));
+    _mm256_storeu_ps(c + 8, epi_vec(acc1, r ? r + 8 : r, all, act, lo, hi, ep));
+  } else {
+    const __m256i m0 = tail_mask(nc);
+    _mm256_maskstore_ps(c, m0, epi_vec(acc0, r, m0, act, lo, hi, ep));
+    if (nc > 8) {
+      const __m256i m1 = tail_mask(nc - 8);
+      _mm256_maskstore_ps(c + 8, m1, epi_vec(acc1, r ? r + 8 : r, m1, act, lo, hi, ep));
+    }
+  }
+}
+
+#define R6(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define DECL(i) V c##i##a = b0, c##i##b = b1; const float* a##i;
+#define SETP(i) a##i = a[i] + o;
+#define FMA2(i)                              \
+  {                                          \
+    const V xv = _mm256_broadcast_ss(a##i + t); \
+    c##i##a = FMA(xv, v0, c##i##a);          \
+    c##i##b = FMA(xv, v1, c##i##b);          \
+  }
+#define STORE(i) \
+  if (i < mr) epi_row(c##i##a, c##i##b, nc, c + i * c_stride, r ? r + i * r_stride : NULL, ep);
+
+TXK_K void txk_f32_gemm_ukernel_6x16__avx2(size_t mr, size_t nc, size_t kc, size_t ks,
+                                           const float* const* a, const ptrdiff_t* a_off,
+                                           const float* w, size_t w_stride, float* c,
+                                           size_t c_stride, const float* r, size_t r_stride,
+                                           const txk_epilogue* ep) {
+  const V b0 = _mm256_load_ps(w), b1 = _mm256_load_ps(w + 8);
+  size_t s, t;
+  R6(DECL)
+  (void)w_stride;
+  w += 16;
+  for (s = 0; s < ks; s++) {
+    const ptrdiff_t o = a_off[s];
+    R6(SETP)
+    for (t = 0; t < kc; t++) {
+      const V v0 = _mm256_load_ps(w), v1 = _mm256_load_ps(w + 8);
+      w += 16;
+      R6(FMA2)
+    }
+  }
+  R6(STORE)
+}
+
+/* Depthwise: one output row, 8 channels per vector (masked tail), 4 output
+ * pixels at a time in the interior. */
+TXK_K void txk_f32_dwconv_ukernel_row8c__avx2(const txk_dw_params* p, size_t oh, float* y_row,
+                                              const float* r_row) {
+  const size_t bsz = 16 * (1 + p->kh * p->kw);
+  const ptrdiff_t ih0 = (ptrdiff_t)(oh * p->sh) - (ptrdiff_t)p->pt;
+  const int act = (int)p->ep->act;
+  const V lo = SET1(p->ep->act_min), hi = SET1(p->ep->act_max);
+  size_t ky0 = 0, ky1 = p->kh, ow0, ow1, ow, cb, ky, kx;
+  while (ky0 < p->kh && ih0 + (ptrdiff_t)(ky0 * p->dh) < 0) ky0++;
+  while (ky1 > ky0 && ih0 + (ptrdiff_t)((ky1 - 1) * p->dh) >= (ptrdiff_t)p->in_h) ky1--;
+  ow0 = 0;
+  while (ow0 < p->out_w && (ptrdiff_t)(ow0 * p->sw) - (ptrdiff_t)p->pl < 0) ow0++;
+  ow1 = ow0;
+  while (ow1 < p->out_w && ow1 * p->sw - p->pl + (p->kw - 1) * p->dw < p->in_w) ow1++;
+  for (cb = 0; cb < p->c; cb += 8) {
+    const __m256i m = tail_mask(p->c - cb);
+    const float* wb = p->w + (cb / 16) * bsz + (cb % 16);
+    const V bias = _mm256_load_ps(wb);
+    const float* xc = p->x + cb;
+    ow = 0;
+    while (ow < p->out_w) {
+      const int interior = ow >= ow0 && ow + 4 <= ow1;
+      const size_t np = interior ? 4 : 1;
+      V acc0 = bias, acc1 = bias, acc2 = bias, acc3 = bias;
+      const ptrdiff_t iw0 = (ptrdiff_t)(ow * p->sw) - (ptrdiff_t)p->pl;
+      size_t q;
+      for (ky = ky0; ky < ky1; ky++) {
+        const float* xrow = xc + (size_t)(ih0 + (ptrdiff_t)(ky * p->dh)) * p->in_w * p->xs;
+        const float* wk = wb + 16 + ky * p->kw * 16;
+        if (interior) {
+          const size_t ps = p->sw * p->xs;
+          for (kx = 0; kx < p->kw; kx++) {
+            const V wv = _mm256_load_ps(wk + kx * 16);
+            const float* xp = xrow + ((size_t)iw0 + kx * p->dw) * p->xs;
+            acc0 = FMA(_mm256_maskload_ps(xp, m), wv, acc0);
+            acc1 = FMA(_mm256_maskload_ps(xp + ps, m), wv, acc1);
+            acc2 = FMA(_mm256_maskload_ps(xp + 2 * ps, m), wv, acc2);
+            acc3 = FMA(_mm256_maskload_ps(xp + 3 * ps, m), wv, acc3);
+          }
+        } else {
+          for (kx = 0; kx < p->kw; kx++) {
+            const ptrdiff_t iw = iw0 + (ptrdiff_t)(kx * p->dw);
+            if (iw < 0 || iw >= (ptrdiff_t)p->in_w) continue;
+            acc0 = FMA(_mm256_maskload_ps(xrow + (size_t)iw * p->xs, m),
+                       _mm256_load_ps(wk + kx * 16), acc0);
+          }
+        }
+      }
+      for (q = 0; q < np; q++) {
+        const V v = q == 0 ? acc0 : q == 1 ? acc1 : q == 2 ? acc2 : acc3;
+        const float* rp = r_row ? r_row + (ow + q) * p->rs + cb : NULL;
+        _mm256_maskstore_ps(y_row + (ow + q) * p->ys + cb, m,
+                            epi_vec(v, rp, m, act, lo, hi, p->ep));
+      }
+      ow += np;
+    }
+  }
+}
+
+#endif /* TXK_X86 */

@@ -1,0 +1,199 @@
+/* AVX-512F kernels: GEMM/direct-conv 8x32 and 12x32, depthwise 16c, vunary 16.
+ * Built without -m flags: every function carries target("avx512f,avx2,fma")
+ * and is only called after txk_isa_supported(TXK_ISA_AVX512). */
+#include "txk_internal.h"
+
+#if defined(TXK_X86)
+#include <immintrin.h>
+#include <string.h>
+
+#define TXK_T __attribute__((target("avx512f,avx2,fma"), always_inline)) inline
+#define TXK_K __attribute__((target("avx512f,avx2,fma")))
+
+#define V __m512
+#define M __mmask16
+#define VN 16
+#define SET1 _mm512_set1_ps
+#define ADD _mm512_add_ps
+#define SUB _mm512_sub_ps
+#define MUL _mm512_mul_ps
+#define DIV _mm512_div_ps
+#define FMA _mm512_fmadd_ps
+#define MINV _mm512_min_ps
+#define MAXV _mm512_max_ps
+#define ABS(x) _mm512_castsi512_ps(_mm512_and_epi32(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff)))
+#define ORSIGN(v, x)                                                    \
+  _mm512_castsi512_ps(_mm512_or_epi32(                                  \
+      _mm512_castps_si512(v),                                           \
+      _mm512_and_epi32(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000u))))
+#define LOADU _mm512_loadu_ps
+#define STOREU _mm512_storeu_ps
+#define LT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ)
+#define GT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ)
+#define BLEND(m, a, b) _mm512_mask_blend_ps(m, a, b)
+#define SFX(name) name##__avx512
+#define EXP_SCALE(p, n, x) _mm512_scalef_ps(p, n)
+
+#include "txk_vmath.inc"
+
+TXK_K void txk_f32_vunary_16__avx512(int op, float lo, float hi, size_t n, const float* x,
+                                     float* y) {
+  SFX(vunary_impl)(op, lo, hi, n, x, y);
+}
+
+static TXK_T M tail_mask(size_t n) { return n >= 16 ? (M)0xFFFF : (M)((1u << n) - 1u); }
+
+/* Epilogue of one row: acc holds bias + sum. */
+static TXK_T void epi_row(V acc0, V acc1, size_t nc, float* c, const float* r,
+                          const txk_epilogue* ep) {
+  const M m0 = tail_mask(nc), m1 = nc > 16 ? tail_mask(nc - 16) : (M)0;
+  const int act = (int)ep->act;
+  if (ep->residual == TXK_RESIDUAL_BEFORE_ACT) {
+    acc0 = ADD(acc0, _mm512_maskz_loadu_ps(m0, r));
+    acc1 = ADD(acc1, _mm512_maskz_loadu_ps(m1, r + 16));
+  }
+  if (act != TXK_ACT_NONE) {
+    const V lo = SET1(ep->act_min), hi = SET1(ep->act_max);
+    acc0 = SFX(vact)(act, acc0, lo, hi);
+    if (m1) acc1 = SFX(vact)(act, acc1, lo, hi);
+  }
+  if (ep->residual == TXK_RESIDUAL_AFTER_ACT) {
+    acc0 = ADD(acc0, _mm512_maskz_loadu_ps(m0, r));
+    acc1 = ADD(acc1, _mm512_maskz_loadu_ps(m1, r + 16));
+  }
+  _mm512_mask_storeu_ps(c, m0, acc0);
+  if (m1) _mm512_mask_storeu_ps(c + 16, m1, acc1);
+}
+
+#define R8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+#define R12(X) R8(X) X(8) X(9) X(10) X(11)
+
+#define DECL2(i) V c##i##a = b0, c##i##b = b1; const float* a##i;
+#define DECL1(i) V c##i##a = b0; const float* a##i;
+#define SETP(i) a##i = a[i] + o;
+#define FMA2(i)                          \
+  {                                      \
+    const V xv = _mm512_set1_ps(a##i[t]); \
+    c##i##a = FMA(xv, v0, c##i##a);      \
+    c##i##b = FMA(xv, v1, c##i##b);      \
+  }
+#define FMA1(i)                          \
+  {                                      \
+    const V xv = _mm512_set1_ps(a##i[t]); \
+    c##i##a = FMA(xv, v0, c##i##a);      \
+  }
+#define STORE2(i) \
+  if (i < mr) epi_row(c##i##a, c##i##b, nc, c + i * c_stride, r ? r + i * r_stride : NULL, ep);
+#define STORE1(i) \
+  if (i < mr) epi_row(c##i##a, b0, nc, c + i * c_stride, r ? r + i * r_stride : NULL, ep);
+
+#define GEMM_AVX512(NAME, ROWS)                                                               \
+  TXK_K void NAME(size_t mr, size_t nc, size_t kc, size_t ks, const float* const* a,          \
+                  const ptrdiff_t* a_off, const float* w, size_t w_stride, float* c,          \
+                  size_t c_stride, const float* r, size_t r_stride, const txk_epilogue* ep) { \
+    size_t s, t;                                                                              \
+    if (nc > 16) {                                                                            \
+      const float* w0 = w + 16;                                                               \
+      const float* w1 = w + w_stride + 16;                                                    \
+      const V b0 = _mm512_load_ps(w), b1 = _mm512_load_ps(w + w_stride);                     \
+      ROWS(DECL2)                                                                             \
+      for (s = 0; s < ks; s++) {                                                              \
+        const ptrdiff_t o = a_off[s];                                                         \
+        ROWS(SETP)                                                                            \
+        for (t = 0; t < kc; t++) {                                                            \
+          const V v0 = _mm512_load_ps(w0), v1 = _mm512_load_ps(w1);                           \
+          w0 += 16;                                                                           \
+          w1 += 16;                                                                           \
+          ROWS(FMA2)                                                                          \
+        }                                                                                     \
+      }                                                                                       \
+      ROWS(STORE2)                                                                            \
+    } else {                                                                                  \
+      const float* w0 = w + 16;                                                               \
+      const V b0 = _mm512_load_ps(w);                                                         \
+      ROWS(DECL1)                                                                             \
+      for (s = 0; s < ks; s++) {                                                              \
+        const ptrdiff_t o = a_off[s];                                                         \
+        ROWS(SETP)                                                                            \
+        for (t = 0; t < kc; t++) {                                                            \
+          const V v0 = _mm512_load_ps(w0);                                                    \
+          w0 += 16;                                                                           \
+          ROWS(FMA1)                                                                          \
+        }                                                                                     \
+      }                                                                                       \
+      ROWS(STORE1)                                                                            \
+    }                                                                                         \
+  }
+
+GEMM_AVX512(txk_f32_gemm_ukernel_8x32__avx512, R8)
+GEMM_AVX512(txk_f32_gemm_ukernel_12x32__avx512, R12)
+
+/* Depthwise: one output row, 16 channels per vector (masked tail), 4 output
+ * pixels at a time in the interior (weights loaded once per tap). */
+TXK_K void txk_f32_dwconv_ukernel_row16c__avx512(const txk_dw_params* p, size_t oh, float* y_row,
+                                                 const float* r_row) {
+  const size_t bsz = 16 * (1 + p->kh * p->kw);
+  const ptrdiff_t ih0 = (ptrdiff_t)(oh * p->sh) - (ptrdiff_t)p->pt;
+  const int act = (int)p->ep->act;
+  const V lo = SET1(p->ep->act_min), hi = SET1(p->ep->act_max);
+  size_t ky0 = 0, ky1 = p->kh, ow0, ow1, ow, cb, ky, kx;
+  /* valid kernel rows for this output row */
+  while (ky0 < p->kh && ih0 + (ptrdiff_t)(ky0 * p->dh) < 0) ky0++;
+  while (ky1 > ky0 && ih0 + (ptrdiff_t)((ky1 - 1) * p->dh) >= (ptrdiff_t)p->in_h) ky1--;
+  /* interior columns: every kx tap in range */
+  ow0 = 0;
+  while (ow0 < p->out_w && (ptrdiff_t)(ow0 * p->sw) - (ptrdiff_t)p->pl < 0) ow0++;
+  ow1 = ow0;
+  while (ow1 < p->out_w &&
+         ow1 * p->sw - p->pl + (p->kw - 1) * p->dw < p->in_w)
+    ow1++;
+  for (cb = 0; cb < p->c; cb += 16) {
+    const M m = tail_mask(p->c - cb);
+    const float* wb = p->w + (cb / 16) * bsz;
+    const V bias = _mm512_load_ps(wb);
+    const float* xc = p->x + cb;
+    ow = 0;
+    while (ow < p->out_w) {
+      const int interior = ow >= ow0 && ow + 4 <= ow1;
+      const size_t np = interior ? 4 : 1;
+      V acc0 = bias, acc1 = bias, acc2 = bias, acc3 = bias;
+      const ptrdiff_t iw0 = (ptrdiff_t)(ow * p->sw) - (ptrdiff_t)p->pl;
+      size_t q;
+      for (ky = ky0; ky < ky1; ky++) {
+        const float* xrow = xc + (size_t)(ih0 + (ptrdiff_t)(ky * p->dh)) * p->in_w * p->xs;
+        const float* wk = wb + 16 + ky * p->kw * 16;
+        if (interior) {
+          const size_t ps = p->sw * p->xs;
+          for (kx = 0; kx < p->kw; kx++) {
+            const V wv = _mm512_load_ps(wk + kx * 16);
+            const float* xp = xrow + ((size_t)iw0 + kx * p->dw) * p->xs;
+            acc0 = FMA(_mm512_maskz_loadu_ps(m, xp), wv, acc0);
+            acc1 = FMA(_mm512_maskz_loadu_ps(m, xp + ps), wv, acc1);
+            acc2 = FMA(_mm512_maskz_loadu_ps(m, xp + 2 * ps), wv, acc2);
+            acc3 = FMA(_mm512_maskz_loadu_ps(m, xp + 3 * ps), wv, acc3);
+          }
+        } else {
+          for (kx = 0; kx < p->kw; kx++) {
+            const ptrdiff_t iw = iw0 + (ptrdiff_t)(kx * p->dw);
+            if (iw < 0 || iw >= (ptrdiff_t)p->in_w) continue;
+            acc0 = FMA(_mm512_maskz_loadu_ps(m, xrow + (size_t)iw * p->xs),
+                       _mm512_load_ps(wk + kx * 16), acc0);
+          }
+        }
+      }
+      for (q = 0; q < np; q++) {
+        V v = q == 0 ? acc0 : q == 1 ? acc1 : q == 2 ? acc2 : acc3;
+        float* yp = y_row + (ow + q) * p->ys + cb;
+        if (p->ep->residual == TXK_RESIDUAL_BEFORE_ACT)
+          v = ADD(v, _mm512_maskz_loadu_ps(m, r_row + (ow + q) * p->rs + cb));
+        if (act != TXK_ACT_NONE) v = SFX(vact)(act, v, lo, hi);
+        if (p->ep->residual == TXK_RESIDUAL_AFTER_ACT)
+          v = ADD(v, _mm512_maskz_loadu_ps(m, r_row + (ow + q) * p->rs + cb));
+        _mm512_mask_storeu_ps(yp, m, v);
+      }
+      ow += np;
+    }
+  }
+}
+
+#endif /* TXK_X86 */
