@@ -9,6 +9,7 @@
 
 #define TXK_T __attribute__((target("avx512f,avx2,fma"), always_inline)) inline
 #define TXK_K __attribute__((target("avx512f,avx2,fma")))
+#define TXK_ALIGNED64 __attribute__((aligned(64)))
 
 #define V __m512
 #define M __mmask16
@@ -65,33 +66,57 @@ static TXK_T void epi_row(V acc0, V acc1, size_t nc, float* c, const float* r,
   if (m1) _mm512_mask_storeu_ps(c + 16, m1, acc1);
 }
 
+/* Tile epilogue, out of line so the accumulator loop keeps all registers. */
+static __attribute__((target("avx512f,avx2,fma"), noinline)) void epi_tile(
+    const float* tile, size_t mr, size_t nc, float* c, size_t c_stride, const float* r,
+    size_t r_stride, const txk_epilogue* ep) {
+  size_t i;
+  for (i = 0; i < mr; i++)
+    epi_row(_mm512_load_ps(tile + 32 * i), _mm512_load_ps(tile + 32 * i + 16), nc,
+            c + i * c_stride, r ? r + i * r_stride : NULL, ep);
+}
+
 #define R8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 #define R12(X) R8(X) X(8) X(9) X(10) X(11)
 
 #define DECL2(i) V c##i##a = b0, c##i##b = b1; const float* a##i;
 #define DECL1(i) V c##i##a = b0; const float* a##i;
 #define SETP(i) a##i = a[i] + o;
-#define FMA2(i)                          \
-  {                                      \
-    const V xv = _mm512_set1_ps(a##i[t]); \
-    c##i##a = FMA(xv, v0, c##i##a);      \
-    c##i##b = FMA(xv, v1, c##i##b);      \
+#define FMA2(i)                               \
+  {                                           \
+    const V xv = _mm512_set1_ps(a##i[t + u]); \
+    c##i##a = FMA(xv, v0, c##i##a);           \
+    c##i##b = FMA(xv, v1, c##i##b);           \
   }
-#define FMA1(i)                          \
-  {                                      \
-    const V xv = _mm512_set1_ps(a##i[t]); \
-    c##i##a = FMA(xv, v0, c##i##a);      \
+#define FMA1(i)                               \
+  {                                           \
+    const V xv = _mm512_set1_ps(a##i[t + u]); \
+    c##i##a = FMA(xv, v0, c##i##a);           \
   }
-#define STORE2(i) \
-  if (i < mr) epi_row(c##i##a, c##i##b, nc, c + i * c_stride, r ? r + i * r_stride : NULL, ep);
-#define STORE1(i) \
-  if (i < mr) epi_row(c##i##a, b0, nc, c + i * c_stride, r ? r + i * r_stride : NULL, ep);
+/* one k step u (0..3) of the unrolled loop */
+#define STEP2(ROWS, u_)                                                       \
+  {                                                                           \
+    const size_t u = u_;                                                      \
+    const V v0 = _mm512_load_ps(w0 + 16 * u), v1 = _mm512_load_ps(w1 + 16 * u); \
+    ROWS(FMA2)                                                                \
+  }
+#define STEP1(ROWS, u_)                          \
+  {                                              \
+    const size_t u = u_;                         \
+    const V v0 = _mm512_load_ps(w0 + 16 * u);    \
+    ROWS(FMA1)                                   \
+  }
+#define STORE2(i)                      \
+  _mm512_store_ps(tile + 32 * i, c##i##a); \
+  _mm512_store_ps(tile + 32 * i + 16, c##i##b);
+#define STORE1(i) _mm512_store_ps(tile + 32 * i, c##i##a);
 
 #define GEMM_AVX512(NAME, ROWS)                                                               \
   TXK_K void NAME(size_t mr, size_t nc, size_t kc, size_t ks, const float* const* a,          \
                   const ptrdiff_t* a_off, const float* w, size_t w_stride, float* c,          \
                   size_t c_stride, const float* r, size_t r_stride, const txk_epilogue* ep) { \
     size_t s, t;                                                                              \
+    TXK_ALIGNED64 float tile[32 * 12];                                                        \
     if (nc > 16) {                                                                            \
       const float* w0 = w + 16;                                                               \
       const float* w1 = w + w_stride + 16;                                                    \
@@ -100,14 +125,19 @@ static TXK_T void epi_row(V acc0, V acc1, size_t nc, float* c, const float* r,
       for (s = 0; s < ks; s++) {                                                              \
         const ptrdiff_t o = a_off[s];                                                         \
         ROWS(SETP)                                                                            \
-        for (t = 0; t < kc; t++) {                                                            \
-          const V v0 = _mm512_load_ps(w0), v1 = _mm512_load_ps(w1);                           \
+        for (t = 0; t + 4 <= kc; t += 4) {                                                    \
+          STEP2(ROWS, 0) STEP2(ROWS, 1) STEP2(ROWS, 2) STEP2(ROWS, 3)                         \
+          w0 += 64;                                                                           \
+          w1 += 64;                                                                           \
+        }                                                                                     \
+        for (; t < kc; t++) {                                                                 \
+          STEP2(ROWS, 0)                                                                      \
           w0 += 16;                                                                           \
           w1 += 16;                                                                           \
-          ROWS(FMA2)                                                                          \
         }                                                                                     \
       }                                                                                       \
       ROWS(STORE2)                                                                            \
+      epi_tile(tile, mr, nc, c, c_stride, r, r_stride, ep);                                   \
     } else {                                                                                  \
       const float* w0 = w + 16;                                                               \
       const V b0 = _mm512_load_ps(w);                                                         \
@@ -115,13 +145,17 @@ static TXK_T void epi_row(V acc0, V acc1, size_t nc, float* c, const float* r,
       for (s = 0; s < ks; s++) {                                                              \
         const ptrdiff_t o = a_off[s];                                                         \
         ROWS(SETP)                                                                            \
-        for (t = 0; t < kc; t++) {                                                            \
-          const V v0 = _mm512_load_ps(w0);                                                    \
+        for (t = 0; t + 4 <= kc; t += 4) {                                                    \
+          STEP1(ROWS, 0) STEP1(ROWS, 1) STEP1(ROWS, 2) STEP1(ROWS, 3)                         \
+          w0 += 64;                                                                           \
+        }                                                                                     \
+        for (; t < kc; t++) {                                                                 \
+          STEP1(ROWS, 0)                                                                      \
           w0 += 16;                                                                           \
-          ROWS(FMA1)                                                                          \
         }                                                                                     \
       }                                                                                       \
       ROWS(STORE1)                                                                            \
+      epi_tile(tile, mr, nc, c, c_stride, r, r_stride, ep);                                   \
     }                                                                                         \
   }
 
