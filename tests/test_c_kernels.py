@@ -20,7 +20,7 @@ from timmx.c import packing
 
 @pytest.fixture(scope="session")
 def lib(tmp_path_factory) -> T.Lib:
-    return T.Lib(T.build_shared(tmp_path_factory.mktemp("txk_build")))
+    return T.shared_lib(tmp_path_factory.getbasetemp())
 
 
 RNG = np.random.default_rng(1234)

@@ -266,3 +266,13 @@ class Lib:
             rc = self.lib.txk_context_set_ukernel(C.byref(ctx), family, index)
             assert rc == 0, f"txk_context_set_ukernel({family}, {index}) -> {rc}"
         return ctx
+
+
+_CACHE: dict[str, Lib] = {}
+
+
+def shared_lib(tmp_root: Path) -> Lib:
+    """The gcc-built library, compiled once per test session (process)."""
+    if "gcc" not in _CACHE:
+        _CACHE["gcc"] = Lib(build_shared(tmp_root / "txk_gcc"))
+    return _CACHE["gcc"]
