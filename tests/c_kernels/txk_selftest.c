@@ -1,0 +1,288 @@
+/* Standalone self-test of the timmx kernel library, for sanitizer and
+ * alternative-compiler builds: every enumerated kernel this CPU supports is
+ * run against the reference kernels on tile-edge shapes (exact-size heap
+ * buffers so AddressSanitizer sees any overrun), and every other op is
+ * exercised once. Exit status 0 iff all checks pass.
+ *   cc -std=c99 -Iinclude src/ALL.c txk_selftest.c -lm   (ALL = every source) */
+#define _POSIX_C_SOURCE 200112L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "timmx_kernels.h"
+
+static int failures = 0;
+static unsigned rng_state = 12345u;
+
+static float frand(void) {
+  rng_state = rng_state * 1664525u + 1013904223u;
+  return (float)((rng_state >> 8) & 0xFFFF) / 32768.0f - 1.0f;
+}
+
+static float* falloc(size_t n) {
+  void* p = NULL;
+  size_t i;
+  if (n == 0) n = 1;
+  if (posix_memalign(&p, 64, n * sizeof(float)) != 0) {
+    fprintf(stderr, "out of memory\n");
+    exit(2);
+  }
+  for (i = 0; i < n; i++) ((float*)p)[i] = frand();
+  return (float*)p;
+}
+
+static void expect(int cond, const char* what) {
+  if (!cond) {
+    failures++;
+    fprintf(stderr, "FAIL: %s\n", what);
+  }
+}
+
+static void compare(const float* got, const float* want, size_t rows, size_t cols, size_t gs,
+                    size_t ws, float tol, const char* what) {
+  size_t r, j;
+  for (r = 0; r < rows; r++)
+    for (j = 0; j < cols; j++) {
+      const float g = got[r * gs + j], w = want[r * ws + j];
+      if (!(fabsf(g - w) <= tol * (1.0f + fabsf(w)))) {
+        failures++;
+        fprintf(stderr, "FAIL: %s at [%zu][%zu]: %g vs %g\n", what, r, j, (double)g, (double)w);
+        return;
+      }
+    }
+}
+
+/* C mirror of packing.pack_conv2d (both layouts). */
+static float* pack_conv(const txk_conv2d_desc* d, const float* w, const float* b) {
+  const size_t bytes = txk_conv2d_packed_size(d);
+  float* p = falloc(bytes / 4);
+  const int kk = d->kh * d->kw;
+  memset(p, 0, bytes);
+  if (d->groups == d->in_c && d->in_c == d->out_c) {
+    int c, t;
+    for (c = 0; c < d->out_c; c++) {
+      float* blk = p + (size_t)(c / 16) * 16 * (1 + kk);
+      blk[c % 16] = b[c];
+      for (t = 0; t < kk; t++) blk[16 + t * 16 + c % 16] = w[(size_t)c * kk + t];
+    }
+  } else {
+    const int icg = d->in_c / d->groups, ocg = d->out_c / d->groups;
+    const int nb = (ocg + 15) / 16;
+    const size_t bsz = 16 * (1 + (size_t)kk * icg);
+    int oc, ic, t;
+    for (oc = 0; oc < d->out_c; oc++) {
+      const int g = oc / ocg, j = oc % ocg;
+      float* blk = p + ((size_t)g * nb + j / 16) * bsz;
+      blk[j % 16] = b[oc];
+      for (t = 0; t < kk; t++)
+        for (ic = 0; ic < icg; ic++)
+          blk[16 + ((size_t)t * icg + ic) * 16 + j % 16] = w[((size_t)oc * icg + ic) * kk + t];
+    }
+  }
+  return p;
+}
+
+static void conv_case(const txk_context* ctx, int h, int w, int ic, int oc, int k, int s, int pad,
+                      int dil, int groups, int act, int res, int xs, int ys, const char* kname) {
+  txk_conv2d_desc d;
+  float *x, *wt, *b, *r, *y, *yref, *packed, *scratch;
+  size_t npix, ss;
+  char what[256];
+  memset(&d, 0, sizeof d);
+  d.n = 1;
+  d.in_h = h;
+  d.in_w = w;
+  d.in_c = ic;
+  d.out_c = oc;
+  d.kh = d.kw = k;
+  d.stride_h = d.stride_w = s;
+  d.pad_top = d.pad_left = d.pad_bottom = d.pad_right = pad;
+  d.dil_h = d.dil_w = dil;
+  d.groups = groups;
+  d.out_h = (h + 2 * pad - dil * (k - 1) - 1) / s + 1;
+  d.out_w = (w + 2 * pad - dil * (k - 1) - 1) / s + 1;
+  d.x_stride = xs;
+  d.y_stride = ys;
+  d.epilogue.act = (txk_act)act;
+  d.epilogue.act_min = -0.5f;
+  d.epilogue.act_max = 0.5f;
+  d.epilogue.residual = (txk_residual)res;
+  npix = (size_t)d.out_h * d.out_w;
+  x = falloc((size_t)h * w * (xs ? xs : ic));
+  wt = falloc((size_t)oc * (ic / groups) * k * k);
+  b = falloc((size_t)oc);
+  r = falloc(npix * oc);
+  y = falloc(npix * (ys ? ys : oc));
+  yref = falloc(npix * (ys ? ys : oc));
+  packed = pack_conv(&d, wt, b);
+  ss = txk_conv2d_scratch_size(&d);
+  scratch = ss ? falloc(ss / 4) : NULL;
+  snprintf(what, sizeof what, "%s conv h%d w%d ic%d oc%d k%d s%d p%d d%d g%d act%d res%d", kname,
+           h, w, ic, oc, k, s, pad, dil, groups, act, res);
+  expect(txk_ref_conv2d(&d, x, wt, b, yref, res ? r : NULL) == TXK_OK, what);
+  expect(txk_conv2d(ctx, &d, x, packed, y, res ? r : NULL, scratch) == TXK_OK, what);
+  compare(y, yref, npix, (size_t)oc, ys ? ys : oc, ys ? ys : oc, 2e-4f, what);
+  free(x);
+  free(wt);
+  free(b);
+  free(r);
+  free(y);
+  free(yref);
+  free(packed);
+  free(scratch);
+}
+
+static void test_family(txk_family fam) {
+  size_t i, n = txk_ukernel_count(fam);
+  for (i = 0; i < n; i++) {
+    const txk_ukernel_info* k = txk_ukernel_get(fam, i);
+    txk_context ctx;
+    int m, c;
+    if (!txk_isa_supported(k->isa)) continue;
+    expect(txk_context_init(&ctx, TXK_ISA_AUTO) == TXK_OK, "context init");
+    expect(txk_context_set_ukernel(&ctx, fam, i) == TXK_OK, "set ukernel");
+    if (fam == TXK_FAMILY_GEMM) {
+      /* tile edges in M (pixels) and N (output channels) */
+      for (m = 1; m <= 2 * k->mr + 1; m += (m < k->mr - 1 || m > k->mr + 1) ? 3 : 1)
+        for (c = 1; c <= 2 * k->nr + 1; c += (c < k->nr - 1 || c > k->nr + 1) ? 5 : 1)
+          conv_case(&ctx, 1, m, 7, c, 1, 1, 0, 1, 1, c % 10, c % 3, (m % 2) ? 9 : 0,
+                    (c % 2) ? c + 3 : 0, k->name);
+      conv_case(&ctx, 9, 11, 5, 33, 3, 2, 1, 1, 1, TXK_ACT_RELU, 1, 0, 0, k->name);
+      conv_case(&ctx, 10, 10, 6, 20, 3, 1, 2, 2, 1, TXK_ACT_GELU, 2, 0, 0, k->name);
+      conv_case(&ctx, 8, 8, 12, 24, 3, 1, 1, 1, 3, TXK_ACT_SILU, 0, 15, 0, k->name);
+      conv_case(&ctx, 32, 32, 3, 19, 16, 16, 0, 1, 1, TXK_ACT_NONE, 0, 0, 0, k->name);
+      conv_case(&ctx, 11, 11, 3, 24, 7, 2, 3, 1, 1, TXK_ACT_CLAMP, 0, 0, 0, k->name);
+    } else if (fam == TXK_FAMILY_DWCONV) {
+      for (c = 1; c <= 40; c += 3) {
+        conv_case(&ctx, 9, 10, c, c, 3, 1, 1, 1, c, TXK_ACT_HARDSWISH, 2, 0, 0, k->name);
+        conv_case(&ctx, 11, 9, c, c, 5, 2, 2, 1, c, TXK_ACT_RELU, 1, c + 2, 0, k->name);
+      }
+      conv_case(&ctx, 9, 10, 24, 24, 3, 1, 2, 2, 24, TXK_ACT_SILU, 0, 0, 30, k->name);
+      conv_case(&ctx, 5, 20, 8, 8, 3, 1, 0, 1, 8, TXK_ACT_NONE, 0, 0, 0, k->name);
+    } else {
+      size_t len;
+      for (len = 1; len < 40; len += 5) {
+        float* xv = falloc(len);
+        float* yv = falloc(len);
+        float* yr = falloc(len);
+        int a;
+        for (a = 0; a < TXK_ACT_COUNT; a++) {
+          expect(txk_unary(&ctx, (txk_act)a, -1.0f, 1.0f, len, xv, yv) == TXK_OK, "unary");
+          expect(txk_ref_unary((txk_act)a, -1.0f, 1.0f, len, xv, yr) == TXK_OK, "ref unary");
+          compare(yv, yr, 1, len, 0, 0, 1e-5f, k->name);
+        }
+        expect(txk_vexp(&ctx, len, xv, yv) == TXK_OK, "vexp");
+        expect(txk_verf(&ctx, len, xv, yv) == TXK_OK, "verf");
+        expect(txk_vtanh(&ctx, len, xv, yv) == TXK_OK, "vtanh");
+        expect(txk_vsigmoid(&ctx, len, xv, yv) == TXK_OK, "vsigmoid");
+        free(xv);
+        free(yv);
+        free(yr);
+      }
+    }
+  }
+}
+
+static void test_other_ops(void) {
+  txk_context ctx;
+  size_t i;
+  expect(txk_context_init(&ctx, TXK_ISA_AUTO) == TXK_OK, "context");
+  { /* linear */
+    txk_linear_desc d = {13, 37, 45, 0, 0, 0, {TXK_ACT_GELU_TANH, 0, 0, TXK_RESIDUAL_AFTER_ACT}};
+    txk_conv2d_desc cd;
+    float *a = falloc(13 * 37), *w = falloc(45 * 37), *b = falloc(45), *r = falloc(13 * 45);
+    float *y = falloc(13 * 45), *yr = falloc(13 * 45), *p;
+    memset(&cd, 0, sizeof cd);
+    cd.n = 1;
+    cd.in_h = cd.in_w = cd.kh = cd.kw = cd.out_h = cd.out_w = 1;
+    cd.stride_h = cd.stride_w = cd.dil_h = cd.dil_w = cd.groups = 1;
+    cd.in_c = 37;
+    cd.out_c = 45;
+    p = pack_conv(&cd, w, b);
+    expect(txk_linear_packed_size(&d) == txk_conv2d_packed_size(&cd), "linear packed size");
+    expect(txk_linear(&ctx, &d, a, p, y, r) == TXK_OK, "linear");
+    expect(txk_ref_linear(&d, a, w, b, yr, r) == TXK_OK, "ref linear");
+    compare(y, yr, 13, 45, 45, 45, 2e-4f, "linear");
+    free(a), free(w), free(b), free(r), free(y), free(yr), free(p);
+  }
+  { /* attention and bmm */
+    const int seq = 21, heads = 2, hd = 17, dim = heads * hd;
+    txk_attention_desc d = {21, 2, 17, 3 * 34, 0, 0.25f};
+    txk_bmm_desc bd = {2, 21, 21, 17, 17, 3 * 34, 1, 17, 1, 3 * 34, 21 * 21, 21, 0.5f};
+    float *qkv = falloc((size_t)seq * 3 * dim), *o = falloc((size_t)seq * dim);
+    float *orf = falloc((size_t)seq * dim);
+    float* s = falloc(txk_attention_scratch_size(&d) / 4);
+    float *c = falloc(2 * 21 * 21), *cr = falloc(2 * 21 * 21);
+    float* bs = falloc(txk_bmm_scratch_size(&bd) / 4);
+    expect(txk_attention(&ctx, &d, qkv, qkv + dim, qkv + 2 * dim, o, s) == TXK_OK, "attention");
+    expect(txk_ref_attention(&d, qkv, qkv + dim, qkv + 2 * dim, orf) == TXK_OK, "ref attention");
+    compare(o, orf, (size_t)seq, (size_t)dim, (size_t)dim, (size_t)dim, 1e-4f, "attention");
+    expect(txk_bmm(&ctx, &bd, qkv, qkv + dim, c, bs) == TXK_OK, "bmm");
+    expect(txk_ref_bmm(&bd, qkv, qkv + dim, cr) == TXK_OK, "ref bmm");
+    compare(c, cr, 42, 21, 21, 21, 1e-4f, "bmm");
+    free(qkv), free(o), free(orf), free(s), free(c), free(cr), free(bs);
+  }
+  { /* norms, softmax, reductions, pools, elementwise, data movement */
+    float *x = falloc(2 * 7 * 9 * 19), *y = falloc(2 * 7 * 9 * 19), *yr = falloc(2 * 7 * 9 * 19);
+    float *g = falloc(19), *b = falloc(19), *s = falloc(2 * 19);
+    txk_pool2d_desc pd;
+    txk_binary_desc bd;
+    size_t shape[4] = {2, 7, 9, 19}, perm[4] = {0, 3, 1, 2};
+    const float* xs[2];
+    size_t ch[2] = {19, 19};
+    expect(txk_layernorm(&ctx, 126, 19, x, 0, y, 0, g, b, 1e-5f) == TXK_OK, "layernorm");
+    expect(txk_ref_layernorm(126, 19, x, 0, yr, 0, g, b, 1e-5f) == TXK_OK, "ref layernorm");
+    compare(y, yr, 126, 19, 19, 19, 1e-4f, "layernorm");
+    expect(txk_groupnorm(&ctx, 2, 63, 19, 19, x, y, g, b, 1e-5f) == TXK_OK, "groupnorm");
+    expect(txk_ref_groupnorm(2, 63, 19, 19, x, yr, g, b, 1e-5f) == TXK_OK, "ref groupnorm");
+    compare(y, yr, 126, 19, 19, 19, 1e-3f, "groupnorm");
+    expect(txk_softmax(&ctx, 126, 19, x, 0, y, 0) == TXK_OK, "softmax");
+    expect(txk_ref_softmax(126, 19, x, 0, yr, 0) == TXK_OK, "ref softmax");
+    compare(y, yr, 126, 19, 19, 19, 1e-5f, "softmax");
+    expect(txk_global_avgpool(&ctx, 2, 63, 19, x, y) == TXK_OK, "gap");
+    expect(txk_mean_channels(&ctx, 126, 19, x, y) == TXK_OK, "mean channels");
+    memset(&pd, 0, sizeof pd);
+    pd.n = 2, pd.in_h = 7, pd.in_w = 9, pd.c = 19, pd.kh = pd.kw = 3, pd.stride_h = 2;
+    pd.stride_w = 2, pd.pad_h = pd.pad_w = 1, pd.out_h = 4, pd.out_w = 5;
+    expect(txk_maxpool2d(&ctx, &pd, x, y) == TXK_OK, "maxpool");
+    expect(txk_avgpool2d(&ctx, &pd, x, y) == TXK_OK, "avgpool");
+    pd.out_h = 3, pd.out_w = 4;
+    expect(txk_adaptive_avgpool2d(&ctx, &pd, x, y) == TXK_OK, "adaptive");
+    memset(&bd, 0, sizeof bd);
+    bd.op = TXK_BIN_DIV, bd.n = 2, bd.p = 63, bd.c = 19, bd.a_sn = 63 * 19, bd.a_sp = 19;
+    bd.a_sc = 1, bd.b_sn = 19, bd.b_sc = 1, bd.y_sn = 63 * 19, bd.y_sp = 19;
+    bd.epilogue.act = TXK_ACT_SILU;
+    expect(txk_binary(&ctx, &bd, x, s, y) == TXK_OK, "binary");
+    expect(txk_ref_binary(&bd, x, s, yr) == TXK_OK, "ref binary");
+    compare(y, yr, 126, 19, 19, 19, 1e-4f, "binary");
+    expect(txk_channel_scale(&ctx, 2, 63, 19, x, s, TXK_ACT_SIGMOID, y) == TXK_OK, "se gate");
+    expect(txk_permute(4, shape, perm, x, y) == TXK_OK, "permute");
+    for (i = 0; i < 3; i++) expect(y[i * 63] == x[i], "permute values");
+    free(y);
+    y = falloc(2 * 9 * 12 * 19);
+    expect(txk_pad_nhwc(2, 7, 9, 19, 1, 1, 2, 1, 0.0f, x, y) == TXK_OK, "pad");
+    free(y);
+    y = falloc(2 * 63 * 38);
+    xs[0] = x, xs[1] = x;
+    expect(txk_concat_channels(126, 2, xs, ch, y) == TXK_OK, "concat");
+    expect(txk_copy2d(126, 19, x, 19, y + 19, 38) == TXK_OK, "copy2d");
+    free(x), free(y), free(yr), free(g), free(b), free(s);
+  }
+}
+
+int main(void) {
+  txk_context ctx;
+  expect(txk_context_init(&ctx, TXK_ISA_AUTO) == TXK_OK, "context init");
+  printf("selected isa: %s\n", txk_isa_name(ctx.isa));
+  test_family(TXK_FAMILY_GEMM);
+  test_family(TXK_FAMILY_DWCONV);
+  test_family(TXK_FAMILY_VUNARY);
+  test_other_ops();
+  if (failures) {
+    fprintf(stderr, "%d failure(s)\n", failures);
+    return 1;
+  }
+  printf("txk_selftest: all checks passed\n");
+  return 0;
+}
