@@ -53,3 +53,22 @@ def test_portable_sources_are_strict_c99(tmp_path):
                f"-I{T.INCLUDE_DIR}", "-c", str(src), "-o", str(obj)]  # fmt: skip
         res = subprocess.run(cmd, capture_output=True, text=True)
         assert res.returncode == 0, f"{name} is not strict C99:\n{res.stderr}"
+
+
+def test_selftest_aarch64_neon_qemu(tmp_path):
+    """Cross-compile for aarch64 (NEON kernels) and run the self-test under qemu-user."""
+    cc, qemu = shutil.which("aarch64-linux-gnu-gcc"), shutil.which("qemu-aarch64")
+    if cc is None or qemu is None:
+        pytest.skip(
+            "aarch64-linux-gnu-gcc / qemu-aarch64 not installed (gcc-aarch64-linux-gnu qemu-user)"
+        )
+    exe = tmp_path / "selftest_arm"
+    cmd = [
+        cc, "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-static", f"-I{T.INCLUDE_DIR}",
+        *map(str, T.sources()), str(SELFTEST), "-o", str(exe), "-lm",
+    ]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, f"aarch64 build failed:\n{res.stderr[-4000:]}"
+    run = subprocess.run([qemu, str(exe)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, f"aarch64 selftest failed:\n{run.stdout}\n{run.stderr[-4000:]}"
+    assert "selected isa: neon" in run.stdout, f"NEON kernels not selected: {run.stdout}"
