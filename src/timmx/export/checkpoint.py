@@ -55,17 +55,21 @@ def load_state_dict(path: Path) -> dict:
 
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated or unsafe (pickled code) files
-        raise ConfigurationError(
-            f"Could not read checkpoint {path}: {type(exc).__name__}: {_first_line(exc)}. "
-            "timmx loads checkpoints with weights_only=True: save a plain state_dict "
-            "(torch.save(model.state_dict(), path)) or a .safetensors file."
-        ) from exc
+        raise ConfigurationError(f"Could not read checkpoint {path}: {_explain(exc)}") from exc
     return _strip_prefixes(_unwrap(obj, path))
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else "unknown error"
+def _explain(exc: Exception) -> str:
+    text = str(exc)
+    if "Unsupported global" in text:
+        return (
+            "it holds pickled Python objects, which timmx refuses to load (weights_only=True). "
+            "Re-save the weights alone: torch.save(model.state_dict(), path), or use .safetensors."
+        )
+    return (
+        f"it is corrupt, truncated or not a PyTorch/safetensors checkpoint ({type(exc).__name__}). "
+        "Save one with torch.save(model.state_dict(), path) or safetensors' save_file."
+    )
 
 
 def apply_checkpoint(model, path: Path) -> None:

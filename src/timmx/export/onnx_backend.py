@@ -66,7 +66,7 @@ def export_onnx(
             save_as_external_data=True,
             all_tensors_to_one_file=True,
             location=f"{path.name}.data",
-            size_threshold=0,
+            size_threshold=1024,
         )
     else:
         onnx.save_model(proto, str(path))

@@ -37,12 +37,13 @@ def require_dependencies(backend: ExportBackend) -> None:
 def resolve_output(job: ExportJob) -> Path:
     """The output path: --output, or the backend's default in the current folder."""
     output = job.common.output or job.backend.default_output(job)
-    if output.exists() and output.is_dir() and not job.backend.output_is_dir:
+    is_dir = job.backend.writes_directory(job)
+    if output.exists() and output.is_dir() and not is_dir:
         raise ConfigurationError(
             f"--output {output} is a directory; the {job.backend.name} format writes a file "
             f"(e.g. {output / job.backend.default_output(job).name})."
         )
-    if output.exists() and not output.is_dir() and job.backend.output_is_dir:
+    if output.exists() and not output.is_dir() and is_dir:
         raise ConfigurationError(
             f"--output {output} is a file; the {job.backend.name} format writes a directory."
         )
@@ -66,7 +67,7 @@ def run_export(
         check_model_name(job.model_name)
     job.output = resolve_output(job)
     ensure_writable(job.output)
-    with Staging(job.output, is_dir=backend.output_is_dir) as stage:
+    with Staging(job.output, is_dir=backend.writes_directory(job)) as stage:
         with status(f"Preparing {job.model_name}", quiet=quiet):
             job.prepared = prepare_model(job.model_name, job.common)
         with status(f"Exporting to {backend.name}", quiet=quiet):
