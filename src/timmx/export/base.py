@@ -78,12 +78,20 @@ class ExportBackend(ABC):
         """The numeric precision of the artifact, used to pick the verification tolerance."""
         return "fp32"
 
+    def writes_directory(self, job: ExportJob) -> bool:
+        """Whether this job's artifact is a directory (``output_is_dir`` unless options decide)."""
+        return self.output_is_dir
+
     def default_output(self, job: ExportJob) -> Path:
         """Where the artifact goes when --output is not given."""
-        stem = job.model_name.replace("/", "_").replace(":", "_")
+        return Path(self.default_output_name(job.model_name))
+
+    def default_output_name(self, model_name: str) -> str:
+        """``<model>.<suffix>`` (``<model>_<format>`` for directory formats), path-safe."""
+        stem = model_name.replace("/", "_").replace(":", "_")
         if self.output_is_dir:
-            return Path(f"{stem}_{self.name.replace('-', '_')}")
-        return Path(f"{stem}{self.suffix}")
+            return f"{stem}_{self.name.replace('-', '_')}"
+        return f"{stem}{self.suffix}"
 
     @abstractmethod
     def convert(self, job: ExportJob, artifact: Path) -> None:
