@@ -5,6 +5,7 @@
 
 #if defined(TXK_X86)
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #define TXK_T __attribute__((target("avx512f,avx2,fma"), always_inline)) inline
@@ -215,15 +216,29 @@ TXK_K void txk_f32_dwconv_ukernel_row16c__avx512(const txk_dw_params* p, size_t 
           }
         }
       }
-      for (q = 0; q < np; q++) {
-        V v = q == 0 ? acc0 : q == 1 ? acc1 : q == 2 ? acc2 : acc3;
-        float* yp = y_row + (ow + q) * p->ys + cb;
-        if (p->ep->residual == TXK_RESIDUAL_BEFORE_ACT)
-          v = ADD(v, _mm512_maskz_loadu_ps(m, r_row + (ow + q) * p->rs + cb));
-        if (act != TXK_ACT_NONE) v = SFX(vact)(act, v, lo, hi);
-        if (p->ep->residual == TXK_RESIDUAL_AFTER_ACT)
-          v = ADD(v, _mm512_maskz_loadu_ps(m, r_row + (ow + q) * p->rs + cb));
-        _mm512_mask_storeu_ps(yp, m, v);
+      if (act == TXK_ACT_NONE || act == TXK_ACT_RELU || act == TXK_ACT_CLAMP) {
+        /* cheap epilogue in registers */
+        const V vlo = act == TXK_ACT_RELU ? SET1(0.0f) : lo;
+        const V vhi = act == TXK_ACT_RELU ? SET1(INFINITY) : hi;
+        for (q = 0; q < np; q++) {
+          V v = q == 0 ? acc0 : q == 1 ? acc1 : q == 2 ? acc2 : acc3;
+          const float* rp = r_row ? r_row + (ow + q) * p->rs + cb : NULL;
+          if (p->ep->residual == TXK_RESIDUAL_BEFORE_ACT) v = ADD(v, _mm512_maskz_loadu_ps(m, rp));
+          if (act != TXK_ACT_NONE) v = BLEND(GT(v, vhi), BLEND(LT(v, vlo), v, vlo), vhi);
+          if (p->ep->residual == TXK_RESIDUAL_AFTER_ACT) v = ADD(v, _mm512_maskz_loadu_ps(m, rp));
+          _mm512_mask_storeu_ps(y_row + (ow + q) * p->ys + cb, m, v);
+        }
+      } else {
+        for (q = 0; q < np; q++) {
+          V v = q == 0 ? acc0 : q == 1 ? acc1 : q == 2 ? acc2 : acc3;
+          float* yp = y_row + (ow + q) * p->ys + cb;
+          if (p->ep->residual == TXK_RESIDUAL_BEFORE_ACT)
+            v = ADD(v, _mm512_maskz_loadu_ps(m, r_row + (ow + q) * p->rs + cb));
+          v = SFX(vact)(act, v, lo, hi);
+          if (p->ep->residual == TXK_RESIDUAL_AFTER_ACT)
+            v = ADD(v, _mm512_maskz_loadu_ps(m, r_row + (ow + q) * p->rs + cb));
+          _mm512_mask_storeu_ps(yp, m, v);
+        }
       }
       ow += np;
     }
