@@ -79,9 +79,10 @@ def main() -> None:
                 continue
             ctx = lib.context(fam, idx)
             args_ = (C.byref(ctx), C.byref(d), T.ptr(x), T.ptr(packed), T.ptr(y), None)
+            args_ += (T.ptr(scratch),)
 
             def run(a=args_):
-                rc = lib.lib.txk_conv2d(*a, T.ptr(scratch))
+                rc = lib.lib.txk_conv2d(*a)
                 assert rc == 0, rc
 
             t = bench(run, min_time)
