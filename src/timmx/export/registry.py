@@ -44,12 +44,19 @@ class BackendRegistry:
 
 
 def _builtin_backends() -> list[ExportBackend]:
+    from timmx.export.c_backend import CBackend
     from timmx.export.onnx_backend import OnnxBackend
     from timmx.export.tensorrt_backend import TensorRTBackend
     from timmx.export.torch_export_backend import TorchExportBackend
     from timmx.export.torchscript_backend import TorchScriptBackend
 
-    return [OnnxBackend(), TorchExportBackend(), TorchScriptBackend(), TensorRTBackend()]
+    return [
+        CBackend(),
+        OnnxBackend(),
+        TorchExportBackend(),
+        TorchScriptBackend(),
+        TensorRTBackend(),
+    ]
 
 
 def _plugin_backends() -> list[ExportBackend]:

@@ -1,0 +1,1 @@
+"""C emission: the generated model source, header, weights and build files."""
