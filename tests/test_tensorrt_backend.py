@@ -22,6 +22,7 @@ import torch
 import typer
 from conftest import leftovers
 
+import timmx
 from timmx.cli import app
 from timmx.errors import ConfigurationError, ExportError
 from timmx.export import pipeline, tensorrt_backend, tensorrt_build
@@ -431,6 +432,16 @@ def test_nvidia_driver_probe(monkeypatch, tmp_path):
     assert nvidia_driver() is None, "no driver should be reported as None"
 
 
+def test_python_api_validates_like_the_cli(no_work, tmp_path):
+    with pytest.raises(ConfigurationError, match="add --device cuda"):
+        timmx.export("tensorrt", MODEL, output=tmp_path / "m.engine", mode="fp16")
+    with pytest.raises(ConfigurationError, match="needs calibration data"):
+        timmx.export("tensorrt", MODEL, output=tmp_path / "m.engine", device="cuda", mode="int8")
+    with pytest.raises(ConfigurationError, match="choose one of: fp32, fp16, int8"):
+        timmx.export("tensorrt", MODEL, device="cuda", mode="int4")
+    assert leftovers(tmp_path) == [], f"files left: {leftovers(tmp_path)}"
+
+
 # ------------------------------------------------------------------ the ONNX intermediate
 
 
@@ -648,14 +659,21 @@ def test_convert_int8_dynamic_with_calibration_tensor(tmp_path, monkeypatch):
     assert ops.count("QuantizeLinear") >= convs, f"activations not quantized: {ops}"
     assert ops.count("DequantizeLinear") >= 2 * convs, f"weights not Q/DQ: {ops}"
     values = onnx_initializers(model)
+    constants = {
+        out: onnx.numpy_helper.to_array(n.attribute[0].t)
+        for n in model.graph.node
+        if n.op_type == "Constant"
+        for out in n.output
+    }
     for node in model.graph.node:
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2:
-            zero = values.get(node.input[2])
-            if zero is None:  # a Constant node
-                producer = next(n for n in model.graph.node if node.input[2] in n.output)
-                zero = onnx.numpy_helper.to_array(producer.attribute[0].t)
-            assert zero.dtype == np.int8, f"{node.name}: zero point {zero.dtype}"
-            assert not zero.any(), f"{node.name}: TensorRT needs zero points of 0"
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        scale = values.get(node.input[1], constants.get(node.input[1]))
+        assert scale is not None, f"{node.name}: scale is computed, TensorRT needs a constant"
+        assert scale.dtype == np.float32 and (scale > 0).all(), f"{node.name}: scale {scale}"
+        zero = values.get(node.input[2], constants.get(node.input[2]))
+        assert zero is not None and zero.dtype == np.int8, f"{node.name}: zero point {zero}"
+        assert not zero.any(), f"{node.name}: TensorRT needs zero points of 0"
     int8_weights = [v for v in values.values() if v.dtype == np.int8 and v.ndim >= 2]
     assert len(int8_weights) == convs, f"{len(int8_weights)} int8 weights for {convs} layers"
 
