@@ -28,9 +28,9 @@ Sources (exactly one when the export calibrates):
 - ``--random-calibration``: seeded uniform images in the graph's input range ([0, 1] with
   ``--normalize``, else those images normalized with the model's statistics), never N(0, 1).
 
-``--calibration-samples N`` caps the samples (default: 128 for a folder or random draws, every
-sample of a tensor file); ``--calibration-steps S`` caps the calibration batches (of the export's
-``--batch-size``; default: enough to see every sample once).
+``--calibration-samples N`` caps the samples (default: 128 images of a folder, every sample of
+a tensor file, 32 random draws); ``--calibration-steps S`` caps the calibration batches (of the
+export's ``--batch-size``; default: enough to see every sample once).
 """
 
 import random
@@ -45,8 +45,10 @@ from timmx.errors import ConfigurationError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 DEFAULT_SAMPLES = 128
+DEFAULT_RANDOM_SAMPLES = 32  # noise gains nothing from more samples
 SUBSET_SEED = 0
-RANDOM_SEED = 1234  # differs from the verification sample's seed
+RANDOM_SEED = 1234  # differs from the verification samples' seeds
+VERIFY_SAMPLES = 8
 
 CalibrationDataOpt = Annotated[
     Path | None,
@@ -64,7 +66,10 @@ CalibrationSamplesOpt = Annotated[
     typer.Option(
         "--calibration-samples",
         min=1,
-        help=f"Calibration samples to use (default: {DEFAULT_SAMPLES}, or all of a tensor file).",
+        help=(
+            f"Calibration samples to use (default: {DEFAULT_SAMPLES} images, all of a tensor "
+            f"file, {DEFAULT_RANDOM_SAMPLES} random draws)."
+        ),
         show_default=False,
     ),
 ]
@@ -341,7 +346,7 @@ def load_calibration(job) -> CalibrationSet:
                 tensor = tensor[:samples]
             source = f"{tensor.shape[0]} of {total} samples of tensor {data}"
     elif getattr(job.options, "random_calibration", False):
-        count = samples or (steps * batch_size if steps else DEFAULT_SAMPLES)
+        count = samples or (steps * batch_size if steps else DEFAULT_RANDOM_SAMPLES)
         tensor = prepared.sample_input(count, seed=RANDOM_SEED).float().cpu()
         kind = "[0, 1]" if prepared.normalize else "[0, 1] normalized with mean/std"
         source = f"{count} random images ({kind}; --random-calibration)"
@@ -356,7 +361,76 @@ def load_calibration(job) -> CalibrationSet:
             f"calibration samples fill with --batch-size {batch_size}; lower it or add data."
         )
     job.details["calibration"] = describe_calibration(calibration, batch_size)
+    job.calibration = calibration  # reused by verification_inputs()
     return calibration
+
+
+def verification_inputs(job, max_samples: int = VERIFY_SAMPLES) -> list:
+    """Batches (of the export batch size) to measure a quantized artifact's accuracy cost on.
+
+    The loaded calibration data when it came from --calibration-data (real inputs make top-1
+    agreement meaningful), else seeded sample inputs in the graph's input range; about
+    ``max_samples`` samples in all.
+    """
+    prepared = job.model
+    batch_size = prepared.batch_size
+    count = max(1, -(-max_samples // batch_size))
+    calibration = getattr(job, "calibration", None)
+    if calibration is not None and getattr(job.options, "calibration_data", None) is not None:
+        return list(calibration.batches(batch_size, device=prepared.device, limit=count))
+    return [prepared.sample_input(batch_size, seed=k) for k in range(count)]
+
+
+def accuracy_note(job, mode: str, inputs: list) -> str:
+    """The report's note for a quantized/reduced-precision artifact: what it was measured on."""
+    samples = sum(int(x.shape[0]) for x in inputs)
+    from_data = getattr(job, "calibration", None) is not None and (
+        getattr(job.options, "calibration_data", None) is not None
+    )
+    what = "calibration samples" if from_data else "seeded sample inputs"
+    return f"{mode} accuracy cost vs fp32 PyTorch on {samples} {what}"
+
+
+def verify_quantized(job, runner, runtime: str, mode: str, *, note: str | None = None):
+    """Verify a quantized / reduced-precision artifact and report its accuracy cost.
+
+    Runs :func:`timmx.export.verify.verify_with_runner` on :func:`verification_inputs` (the
+    calibration images when given, else seeded samples), then pools top-1 agreement over every
+    sample (not the worst batch) and records it, with the max abs error, in
+    ``job.details["accuracy"]``.
+    """
+    import numpy as np
+    import torch
+
+    from timmx.export.verify import verify_with_runner
+
+    inputs = verification_inputs(job)
+    seen: list[tuple[object, object]] = []
+
+    def recording(x):
+        out = runner(x)
+        seen.append((x, out))
+        return out
+
+    text = accuracy_note(job, mode, inputs)
+    report = verify_with_runner(
+        job, recording, runtime, inputs=inputs, note=f"{text}; {note}" if note else text
+    )
+    agree = total = 0
+    for x, out in seen:
+        ref = job.model.run(torch.from_numpy(x).to(job.model.device)).float().cpu().numpy()
+        out = np.asarray(out).reshape(ref.shape)
+        n = ref.shape[0]
+        agree += int((ref.reshape(n, -1).argmax(1) == out.reshape(n, -1).argmax(1)).sum())
+        total += n
+    if total:
+        report.top1_agree = agree / total
+        job.details["accuracy"] = (
+            f"{mode} vs fp32 PyTorch on {total} samples: top-1 agreement {agree}/{total} "
+            f"({agree / total:.0%}), max abs err {report.max_abs_err:.3g}, "
+            f"cosine {report.cosine:.4f}"
+        )
+    return report
 
 
 def _load_images(prepared, folder: Path, limit: int):

@@ -45,6 +45,7 @@ class BackendRegistry:
 
 def _builtin_backends() -> list[ExportBackend]:
     from timmx.export.c_backend import CBackend
+    from timmx.export.litert_backend import LiteRTBackend
     from timmx.export.onnx_backend import OnnxBackend
     from timmx.export.tensorrt_backend import TensorRTBackend
     from timmx.export.torch_export_backend import TorchExportBackend
@@ -52,6 +53,7 @@ def _builtin_backends() -> list[ExportBackend]:
 
     return [
         CBackend(),
+        LiteRTBackend(),
         OnnxBackend(),
         TorchExportBackend(),
         TorchScriptBackend(),
