@@ -45,6 +45,7 @@ class BackendRegistry:
 
 def _builtin_backends() -> list[ExportBackend]:
     from timmx.export.c_backend import CBackend
+    from timmx.export.coreml_backend import CoreMLBackend
     from timmx.export.litert_backend import LiteRTBackend
     from timmx.export.onnx_backend import OnnxBackend
     from timmx.export.tensorrt_backend import TensorRTBackend
@@ -53,6 +54,7 @@ def _builtin_backends() -> list[ExportBackend]:
 
     return [
         CBackend(),
+        CoreMLBackend(),
         LiteRTBackend(),
         OnnxBackend(),
         TorchExportBackend(),
