@@ -47,6 +47,7 @@ def _builtin_backends() -> list[ExportBackend]:
     from timmx.export.c_backend import CBackend
     from timmx.export.coreml_backend import CoreMLBackend
     from timmx.export.litert_backend import LiteRTBackend
+    from timmx.export.ncnn_backend import NcnnBackend
     from timmx.export.onnx_backend import OnnxBackend
     from timmx.export.tensorrt_backend import TensorRTBackend
     from timmx.export.torch_export_backend import TorchExportBackend
@@ -56,6 +57,7 @@ def _builtin_backends() -> list[ExportBackend]:
         CBackend(),
         CoreMLBackend(),
         LiteRTBackend(),
+        NcnnBackend(),
         OnnxBackend(),
         TorchExportBackend(),
         TorchScriptBackend(),
