@@ -149,7 +149,10 @@ def generate(
             extra.append(step.attrs["op"].lower())
         label = what + (f" [{', '.join(extra)}]" if extra else "")
         shape = "x".join(str(s) for s in step.out.shape) if step.out is not None else ""
-        comment = f"/* {i}: {step.module or '(graph)'}: {label} -> {shape} */"
+        where = step.module or "(graph)"
+        if step.attrs.get("also"):
+            where += " + " + " + ".join(step.attrs["also"])
+        comment = f"/* {i}: {where}: {label} -> {shape} */"
         body.append("  " + comment.replace("*/ ", "* /"))
         body.append("  {")
         body.extend("    " + line for line in emit_step(step))

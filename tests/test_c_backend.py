@@ -1,0 +1,281 @@
+"""The C target: `timmx export c` on every tiny timm model, options, artifact, errors."""
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_passed, leftovers
+
+from timmx.c.build import build_demo, find_compiler, run_demo
+from timmx.export.registry import create_builtin_registry
+
+TINY_MODELS = [
+    "test_byobnet",
+    "test_coatnet",
+    "test_convnext",
+    "test_convnext2",
+    "test_convnext3",
+    "test_efficientnet",
+    "test_efficientnet_evos",
+    "test_efficientnet_gn",
+    "test_efficientnet_ln",
+    "test_mambaout",
+    "test_maxvit",
+    "test_nfnet",
+    "test_resnet",
+    "test_vit",
+    "test_vit2",
+    "test_vit3",
+    "test_vit4",
+    "test_vit_relpos",
+]
+CC = find_compiler()
+needs_cc = pytest.mark.skipif(CC is None, reason="needs a C compiler (gcc or clang)")
+
+
+@pytest.fixture(scope="module")
+def resnet_c(tmp_path_factory) -> tuple[Path, dict]:
+    """test_resnet exported once for the artifact tests."""
+    from typer.testing import CliRunner
+
+    from timmx.cli import app
+
+    out = tmp_path_factory.mktemp("c") / "test_resnet_c"
+    result = CliRunner().invoke(app, ["export", "c", "test_resnet", "-o", str(out), "--json"])
+    assert result.exit_code == 0, f"export failed: {result.stderr}"
+    return out, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_registered_and_help(cli) -> None:
+    assert "c" in create_builtin_registry().names(), "the c backend is not registered"
+    result = cli("export", "c", "--help")
+    assert result.exit_code == 0, f"help failed: {result.stderr}"
+    for flag in ("--prefix", "--embed-weights", "--nhwc-input", "--no-fuse", "--normalize"):
+        assert flag in result.stdout, f"{flag} missing from help"
+
+
+@needs_cc
+@pytest.mark.parametrize("model", TINY_MODELS)
+def test_tiny_model_matches_pytorch(export_json, tmp_path, model) -> None:
+    data = export_json("c", model, "-o", tmp_path / "out")
+    assert_passed(data, max_abs=1e-4)
+    assert data["details"]["steps"] > 0, "no steps generated"
+
+
+@needs_cc
+def test_artifact_layout(resnet_c) -> None:
+    out, data = resnet_c
+    assert_passed(data, max_abs=1e-4)
+    names = {p.name for p in out.iterdir()}
+    expected = {
+        "test_resnet.h",
+        "test_resnet.c",
+        "test_resnet_weights.bin",
+        "main.c",
+        "Makefile",
+        "CMakeLists.txt",
+        "README.md",
+        "kernels",
+    }
+    assert expected <= names, f"missing files: {expected - names}"
+    header = (out / "test_resnet.h").read_text()
+    for macro in (
+        "TEST_RESNET_ARENA_SIZE",
+        "TEST_RESNET_WEIGHTS_SIZE",
+        "TEST_RESNET_INPUT_SIZE",
+        "TEST_RESNET_OUTPUT_SHAPE",
+        "TEST_RESNET_MEAN",
+        "TEST_RESNET_NUM_LABELS",
+    ):
+        assert f"#define {macro} " in header, f"{macro} missing from the header"
+    arena = int(header.split("#define TEST_RESNET_ARENA_SIZE ")[1].split("u")[0])
+    assert arena == data["details"]["arena_bytes"], "header arena size differs from the report"
+    size = (out / "test_resnet_weights.bin").stat().st_size
+    assert f"#define TEST_RESNET_WEIGHTS_SIZE {size}u" in header, "weights size macro is wrong"
+    source = (out / "test_resnet.c").read_text()
+    assert "malloc" not in source, "the generated model calls malloc"
+    assert ": conv1.0 (Conv2d) + conv1.1 (BatchNorm2d)" in source, "steps lack timm module names"
+    assert ": conv [relu, bn folded]" in source, "fusions are not described in the comments"
+    assert "layer1.0" in source, "module names missing from step comments"
+    assert not list(out.rglob("*.o")), "build products left in the artifact"
+
+
+@needs_cc
+@pytest.mark.parametrize("compiler", ["gcc", "clang"])
+def test_builds_warning_free(resnet_c, tmp_path, compiler) -> None:
+    if shutil.which(compiler) is None:
+        pytest.skip(f"{compiler} is not installed (CI installs clang)")
+    src, _ = resnet_c
+    work = tmp_path / "build"
+    shutil.copytree(src, work)
+    flags = "-O1 -Werror -std=c99 -pedantic -Wno-overlength-strings"
+    proc = subprocess.run(
+        ["make", f"CC={compiler}", f"CFLAGS={flags}"], cwd=work, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, f"make with {compiler} failed:\n{proc.stderr[-3000:]}"
+    assert "warning" not in proc.stderr.lower(), f"{compiler} warned:\n{proc.stderr[-3000:]}"
+    ppm = tmp_path / "img.ppm"
+    pixels = bytes(
+        (x * 7 + y * 3 + c * 50) % 256 for y in range(90) for x in range(120) for c in range(3)
+    )
+    ppm.write_bytes(b"P6\n120 90\n255\n" + pixels)
+    run = subprocess.run(
+        ["./test_resnet_demo", "test_resnet_weights.bin", str(ppm)],
+        cwd=work,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, f"demo failed: {run.stderr}"
+    lines = run.stdout.strip().splitlines()
+    assert len(lines) == 5 and lines[0].startswith("1 "), f"no top-5 printed: {run.stdout}"
+
+
+def _weights_status(exe: Path, weights: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    raw = tmp_path / "in.raw"
+    np.zeros(3 * 160 * 160, np.float32).tofile(raw)
+    return run_demo(exe, [str(weights), str(raw)])
+
+
+@needs_cc
+def test_weights_loader_rejects_bad_files(resnet_c, tmp_path) -> None:
+    src, _ = resnet_c
+    exe = build_demo(src, "test_resnet", tmp_path / "b", cc=CC)
+    good = (src / "test_resnet_weights.bin").read_bytes()
+    ok = _weights_status(exe, src / "test_resnet_weights.bin", tmp_path)
+    assert ok.returncode == 0, f"valid weights rejected: {ok.stderr}"
+    cases = {
+        "truncated": (good[: len(good) // 2], -10),
+        "header only": (good[:40], -10),
+        "corrupted": (good[:5000] + bytes([good[5000] ^ 0x40]) + good[5001:], -13),
+        "wrong magic": (b"NOTTIMMX" + good[8:], -11),
+        "wrong version": (good[:8] + struct.pack("<I", 99) + good[12:], -12),
+        "other model": (good[:32] + struct.pack("<Q", 12345) + good[40:], -14),
+    }
+    for name, (blob, status) in cases.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.bin"
+        path.write_bytes(blob)
+        proc = _weights_status(exe, path, tmp_path)
+        assert proc.returncode == 3, f"{name}: loader did not reject it ({proc.returncode})"
+        assert f"({status})" in proc.stderr, f"{name}: expected status {status}: {proc.stderr}"
+
+
+@needs_cc
+@pytest.mark.parametrize("model", ["test_efficientnet", "test_vit"])
+def test_sanitizers(tmp_path, model) -> None:
+    from timmx.c.build import SANITIZE_FLAGS
+    from timmx.c.export import c_runner, export_c
+    from timmx.export.common import prepare_model
+    from timmx.export.job import CommonOptions
+
+    probe = subprocess.run(
+        [*CC, "-fsanitize=address,undefined", "-x", "c", "-", "-o", str(tmp_path / "probe")],
+        input="int main(void){return 0;}",
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"{CC[0]} cannot build with ASan/UBSan here: {probe.stderr[-200:]}")
+    prepared = prepare_model(model, CommonOptions())
+    export_c(prepared, tmp_path / "art", prefix="m")
+    os.environ.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+    run = c_runner(tmp_path / "art", "m", tmp_path / "build", cc=CC, flags=SANITIZE_FLAGS)
+    x = prepared.sample_input()
+    out = run(x.numpy())
+    ref = prepared.run(x).numpy()
+    assert np.abs(out.reshape(ref.shape) - ref).max() < 1e-4, "sanitizer build gives other output"
+
+
+@needs_cc
+def test_options_embed_nhwc_normalize_softmax_batch(export_json, tmp_path) -> None:
+    out = tmp_path / "eff"
+    data = export_json(
+        "c",
+        "test_efficientnet",
+        "-o",
+        out,
+        "--embed-weights",
+        "--nhwc-input",
+        "--normalize",
+        "--softmax",
+        "--batch-size",
+        "2",
+        "--prefix",
+        "effnet",
+    )
+    assert_passed(data, max_abs=1e-4)
+    names = {p.name for p in out.iterdir()}
+    assert "effnet_weights.c" in names and "effnet_weights.bin" not in names, names
+    header = (out / "effnet.h").read_text()
+    assert "#define EFFNET_NHWC_INPUT 1" in header, "NHWC input not declared"
+    assert "#define EFFNET_INPUT_N 2" in header, "batch size not in the header"
+    assert "#define EFFNET_NORMALIZE_BAKED_IN 1" in header, "normalization flag missing"
+
+
+@needs_cc
+def test_no_fuse_matches_too(export_json, tmp_path) -> None:
+    fused = export_json("c", "test_resnet", "-o", tmp_path / "a")
+    plain = export_json("c", "test_resnet", "-o", tmp_path / "b", "--no-fuse")
+    assert_passed(plain, max_abs=1e-4)
+    assert plain["details"]["steps"] > fused["details"]["steps"], "fusion removed no steps"
+    assert fused["details"]["fused"].get("fold_scale_shift", 0) > 0, "BatchNorm was not folded"
+
+
+def test_bad_prefix(cli, tmp_path) -> None:
+    result = cli("export", "c", "test_resnet", "-o", tmp_path / "x", "--prefix", "9lives")
+    assert result.exit_code == 2, f"expected exit 2, got {result.exit_code}"
+    assert "--prefix" in result.stderr and "C identifier" in result.stderr, result.stderr
+    assert leftovers(tmp_path) == [], "something was left behind"
+
+
+def test_no_compiler(cli, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("CC", "")
+    result = cli("export", "c", "test_resnet", "-o", tmp_path / "x")
+    assert result.exit_code == 2, f"expected exit 2, got {result.exit_code}"
+    assert "C compiler" in result.stderr and "--no-verify" in result.stderr, result.stderr
+    assert leftovers(tmp_path) == [], "something was left behind"
+    result = cli("export", "c", "test_resnet", "-o", tmp_path / "x", "--no-verify", "--json")
+    assert result.exit_code == 0, f"--no-verify without a compiler failed: {result.stderr}"
+    assert (tmp_path / "x" / "test_resnet.c").is_file(), "no C source written"
+
+
+def test_unsupported_op_named_with_module(cli, tmp_path, monkeypatch) -> None:
+    from timmx.c.lower import capture
+
+    monkeypatch.delitem(capture.HANDLERS, "aten.max_pool2d_with_indices.default")
+    result = cli("export", "c", "test_resnet", "-o", tmp_path / "x")
+    assert result.exit_code == 2, f"expected exit 2, got {result.exit_code}"
+    assert "aten.max_pool2d_with_indices.default" in result.stderr, result.stderr
+    assert "maxpool (MaxPool2d)" in result.stderr, f"timm module not named: {result.stderr}"
+    assert leftovers(tmp_path) == [], "something was left behind"
+
+
+def test_unsupported_op_in_custom_module() -> None:
+    import torch
+
+    from timmx.c.lower.capture import Lowering, capture
+    from timmx.c.lower.ir import UnsupportedOpError
+
+    class Up(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.up = torch.nn.ConvTranspose2d(3, 3, 2, stride=2)
+
+        def forward(self, x):
+            return self.up(x)
+
+    program = capture(Up().eval(), torch.rand(1, 3, 8, 8))
+    with pytest.raises(UnsupportedOpError, match=r"aten\.convolution.*up \(ConvTranspose2d\)"):
+        Lowering(program).run()
+
+
+def test_cpu_only(cli, tmp_path) -> None:
+    result = cli("export", "c", "test_resnet", "-o", tmp_path / "x", "--device", "cuda")
+    assert result.exit_code == 2, f"expected exit 2, got {result.exit_code}"
+    assert "CPU" in result.stderr, result.stderr
+    assert leftovers(tmp_path) == [], "something was left behind"
