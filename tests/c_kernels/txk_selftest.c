@@ -160,6 +160,13 @@ static void test_family(txk_family fam) {
       }
       conv_case(&ctx, 9, 10, 24, 24, 3, 1, 2, 2, 24, TXK_ACT_SILU, 0, 0, 30, k->name);
       conv_case(&ctx, 5, 20, 8, 8, 3, 1, 0, 1, 8, TXK_ACT_NONE, 0, 0, 0, k->name);
+      /* interior tiles of 8/4/2 pixels and pairs of channel vectors */
+      for (c = 15; c <= 50; c += 7) {
+        conv_case(&ctx, 4, 29, c, c, 3, 1, 1, 1, c, TXK_ACT_CLAMP, 2, 0, 0, k->name);
+        conv_case(&ctx, 5, 27, c, c, 7, 1, 3, 1, c, TXK_ACT_SILU, 1, 0, c + 1, k->name);
+        conv_case(&ctx, 5, 31, c, c, 5, 2, 2, 1, c, TXK_ACT_NONE, 0, c + 4, 0, k->name);
+        conv_case(&ctx, 3, 22, c, c, 5, 1, 2, 1, c, TXK_ACT_RELU, 0, 0, 0, k->name);
+      }
     } else {
       size_t len;
       for (len = 1; len < 40; len += 5) {

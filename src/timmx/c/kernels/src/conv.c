@@ -7,6 +7,9 @@
 #define TXK_MAX_SEGMENTS 1024
 /* Weights of one OC chunk are kept below this many bytes (L2 blocking). */
 #define TXK_L2_WEIGHT_BYTES (384u * 1024u)
+/* Depthwise: bytes of input rows (kh rows x in_w pixels x chunk channels) a
+ * channel chunk may span, so that the band stays in L1 while rows sweep it. */
+#define TXK_DW_L1_BAND_BYTES (24u * 1024u)
 
 static int is_dw(const txk_conv2d_desc* d) {
   return d->groups == d->in_c && d->in_c == d->out_c;
@@ -123,13 +126,26 @@ static int conv_dw(const txk_context* ctx, const txk_conv2d_desc* d, const float
   p.pl = (size_t)d->pad_left;
   p.dh = (size_t)d->dil_h;
   p.dw = (size_t)d->dil_w;
-  p.w = w;
   p.ep = &d->epilogue;
-  for (n = 0; n < (size_t)d->n; n++) {
-    p.x = x + n * p.in_h * p.in_w * xs;
-    for (oh = 0; oh < (size_t)d->out_h; oh++) {
-      const size_t row = n * (size_t)d->out_h + oh;
-      fn(&p, oh, y + row * p.out_w * p.ys, r ? r + row * p.out_w * p.rs : NULL);
+  {
+    /* Channel chunks (multiples of 16) outside, rows inside: the kh input rows
+     * of one chunk (the band the kernel sweeps) stay in L1 and each input line
+     * is fetched from L2 once instead of kh times. */
+    const size_t band = p.kh * p.in_w * sizeof(float);
+    size_t chunk = (TXK_DW_L1_BAND_BYTES / (band ? band : 1)) / 16 * 16;
+    size_t c0;
+    if (chunk < 16) chunk = 16;
+    for (n = 0; n < (size_t)d->n; n++) {
+      const float* xn = x + n * p.in_h * p.in_w * xs;
+      for (c0 = 0; c0 < (size_t)d->in_c; c0 += chunk) {
+        p.c = (size_t)d->in_c - c0 < chunk ? (size_t)d->in_c - c0 : chunk;
+        p.x = xn + c0;
+        p.w = w + (c0 / 16) * 16 * (1 + p.kh * p.kw);
+        for (oh = 0; oh < (size_t)d->out_h; oh++) {
+          const size_t row = n * (size_t)d->out_h + oh;
+          fn(&p, oh, y + row * p.out_w * p.ys + c0, r ? r + row * p.out_w * p.rs + c0 : NULL);
+        }
+      }
     }
   }
   return TXK_OK;

@@ -115,64 +115,19 @@ TXK_K void txk_f32_gemm_ukernel_6x16__avx2(size_t mr, size_t nc, size_t kc, size
   R6(STORE)
 }
 
-/* Depthwise: one output row, 8 channels per vector (masked tail), 4 output
- * pixels at a time in the interior. */
+/* Depthwise: one output row, 8 channels per ymm (see txk_dwconv.inc). */
+#define DW_MASK __m256i
+#define DW_TAIL(n) tail_mask(n)
+#define DW_LOADM(m, p) _mm256_maskload_ps(p, m)
+#define DW_STOREM(p, m, v) _mm256_maskstore_ps(p, m, v)
+#define DW_WOFF(cb) ((cb) % 16)
+#define DW_WO2(bsz) 8
+#define DW_REUSE_MAX_KW 3
+#include "txk_dwconv.inc"
+
 TXK_K void txk_f32_dwconv_ukernel_row8c__avx2(const txk_dw_params* p, size_t oh, float* y_row,
                                               const float* r_row) {
-  const size_t bsz = 16 * (1 + p->kh * p->kw);
-  const ptrdiff_t ih0 = (ptrdiff_t)(oh * p->sh) - (ptrdiff_t)p->pt;
-  const int act = (int)p->ep->act;
-  const V lo = SET1(p->ep->act_min), hi = SET1(p->ep->act_max);
-  size_t ky0 = 0, ky1 = p->kh, ow0, ow1, ow, cb, ky, kx;
-  while (ky0 < p->kh && ih0 + (ptrdiff_t)(ky0 * p->dh) < 0) ky0++;
-  while (ky1 > ky0 && ih0 + (ptrdiff_t)((ky1 - 1) * p->dh) >= (ptrdiff_t)p->in_h) ky1--;
-  ow0 = 0;
-  while (ow0 < p->out_w && (ptrdiff_t)(ow0 * p->sw) - (ptrdiff_t)p->pl < 0) ow0++;
-  ow1 = ow0;
-  while (ow1 < p->out_w && ow1 * p->sw - p->pl + (p->kw - 1) * p->dw < p->in_w) ow1++;
-  for (cb = 0; cb < p->c; cb += 8) {
-    const __m256i m = tail_mask(p->c - cb);
-    const float* wb = p->w + (cb / 16) * bsz + (cb % 16);
-    const V bias = _mm256_load_ps(wb);
-    const float* xc = p->x + cb;
-    ow = 0;
-    while (ow < p->out_w) {
-      const int interior = ow >= ow0 && ow + 4 <= ow1;
-      const size_t np = interior ? 4 : 1;
-      V acc0 = bias, acc1 = bias, acc2 = bias, acc3 = bias;
-      const ptrdiff_t iw0 = (ptrdiff_t)(ow * p->sw) - (ptrdiff_t)p->pl;
-      size_t q;
-      for (ky = ky0; ky < ky1; ky++) {
-        const float* xrow = xc + (size_t)(ih0 + (ptrdiff_t)(ky * p->dh)) * p->in_w * p->xs;
-        const float* wk = wb + 16 + ky * p->kw * 16;
-        if (interior) {
-          const size_t ps = p->sw * p->xs;
-          for (kx = 0; kx < p->kw; kx++) {
-            const V wv = _mm256_load_ps(wk + kx * 16);
-            const float* xp = xrow + ((size_t)iw0 + kx * p->dw) * p->xs;
-            acc0 = FMA(_mm256_maskload_ps(xp, m), wv, acc0);
-            acc1 = FMA(_mm256_maskload_ps(xp + ps, m), wv, acc1);
-            acc2 = FMA(_mm256_maskload_ps(xp + 2 * ps, m), wv, acc2);
-            acc3 = FMA(_mm256_maskload_ps(xp + 3 * ps, m), wv, acc3);
-          }
-        } else {
-          for (kx = 0; kx < p->kw; kx++) {
-            const ptrdiff_t iw = iw0 + (ptrdiff_t)(kx * p->dw);
-            if (iw < 0 || iw >= (ptrdiff_t)p->in_w) continue;
-            acc0 = FMA(_mm256_maskload_ps(xrow + (size_t)iw * p->xs, m),
-                       _mm256_load_ps(wk + kx * 16), acc0);
-          }
-        }
-      }
-      for (q = 0; q < np; q++) {
-        const V v = q == 0 ? acc0 : q == 1 ? acc1 : q == 2 ? acc2 : acc3;
-        const float* rp = r_row ? r_row + (ow + q) * p->rs + cb : NULL;
-        _mm256_maskstore_ps(y_row + (ow + q) * p->ys + cb, m,
-                            epi_vec(v, rp, m, act, lo, hi, p->ep));
-      }
-      ow += np;
-    }
-  }
+  SFX(dw_row_impl)(p, oh, y_row, r_row);
 }
 
 #endif /* TXK_X86 */
