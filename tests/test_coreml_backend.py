@@ -15,6 +15,7 @@ from timmx.export.coreml_backend import (
     check_structure,
     import_coremltools,
     inspect_coreml,
+    unique_labels,
 )
 from timmx.export.registry import create_builtin_registry
 
@@ -106,7 +107,7 @@ def test_reexport_replaces_existing_package(export_json, tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("model", "args", "needle"),
     [
-        ("test_vit", [], "137 ops"),
+        ("test_vit", [], "1000 class labels"),
         ("test_convnext", ["--int8"], "8-bit weight tensors"),
         ("test_efficientnet", ["--int4"], "4-bit weight tensors"),
         ("test_efficientnet", ["--half", "--source", "torch-export"], "ops"),
@@ -272,3 +273,21 @@ def test_numerics_on_macos(export_json, tmp_path: Path, args) -> None:
         *args,
     )
     assert_passed(data)
+
+
+def test_classifier_labels_are_unique(tmp_path: Path) -> None:
+    # ImageNet-1k has two "crane" classes; a label -> score dict would merge them.
+    assert unique_labels(["crane", "cat", "crane"]) == ["crane (0)", "cat", "crane (2)"], "dedupe"
+    result = timmx.export("coreml", "test_efficientnet", output=tmp_path / "m.mlpackage")
+    assert result.details["classifier"] is True, "expected a classifier"
+    spec = spec_of(tmp_path / "m.mlpackage")
+    ops = [
+        op
+        for block in spec.mlProgram.functions["main"].block_specializations.values()
+        for op in block.operations
+        if op.type == "classify"
+    ]
+    assert len(ops) == 1, "the ML Program must end in one classify op"
+    values = ops[0].inputs["classes"].arguments[0].value.immediateValue.list.values
+    labels = [v.immediateValue.tensor.strings.values[0] for v in values]
+    assert len(set(labels)) == len(labels) == 1000, "class labels must be 1000 unique strings"

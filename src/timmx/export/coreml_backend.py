@@ -151,6 +151,15 @@ def _quantize(ct, model, bits: int, convert_to: ConvertTo):
     return cto.palettize_weights(model, cto.OptimizationConfig(global_config=op))
 
 
+def unique_labels(labels: list[str]) -> list[str]:
+    """Class labels made unique for a Core ML classifier (its scores are a label -> score dict):
+    a repeated label gets its class index appended, e.g. ImageNet's two "crane" classes."""
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    return [label if counts[label] == 1 else f"{label} ({i})" for i, label in enumerate(labels)]
+
+
 def _describe(model, prepared, classifier: bool) -> None:
     """Standard Core ML metadata plus timmx's key/value metadata (user-defined)."""
     from timmx import __version__
@@ -162,9 +171,9 @@ def _describe(model, prepared, classifier: bool) -> None:
         f"{prepared.name} from timm ({prepared.weights}), exported by timmx {__version__}."
     )
     if prepared.normalize:
-        what = "RGB image in [0, 1], NCHW (mean/std normalization is built in)"
+        what = "Image in [0, 1], NCHW (mean/std normalization is built in)"
     else:
-        what = f"RGB image normalized with mean {data['mean']} and std {data['std']}, NCHW"
+        what = f"Image normalized with mean {data['mean']} and std {data['std']}, NCHW"
     model.input_description[INPUT_NAME] = f"{what}; shape {data['input_shape']}."
     kind = "probabilities" if prepared.softmax else "logits"
     if classifier:
@@ -205,7 +214,7 @@ def export_coreml(
     if source == Source.torch_export and dynamic_batch:
         kwargs["inputs"] = [ct.TensorType(name=INPUT_NAME)]  # the range comes from the program
     if classifier:
-        kwargs["classifier_config"] = ct.ClassifierConfig(list(prepared.labels))
+        kwargs["classifier_config"] = ct.ClassifierConfig(unique_labels(prepared.labels))
     else:
         kwargs["outputs"] = [ct.TensorType(name=OUTPUT_NAME)]
     if convert_to == ConvertTo.mlprogram:
@@ -610,6 +619,7 @@ class CoreMLBackend(ExportBackend):
                 "saved model's structure was checked (see structure)",
                 self.precision(job),
             )
-        runner = coreml_runner(artifact, prepared.labels if classifier else None)
+        runner = coreml_runner(artifact, unique_labels(prepared.labels) if classifier else None)
         sizes = verification_batch_sizes(prepared.batch_size, opts.dynamic_batch)
+        sizes = tuple(size for size in sizes if size <= opts.batch_upper_bound)
         return verify_with_runner(job, runner, RUNTIME, batch_sizes=sizes, note=summary)
