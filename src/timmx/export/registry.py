@@ -46,6 +46,7 @@ class BackendRegistry:
 def _builtin_backends() -> list[ExportBackend]:
     from timmx.export.c_backend import CBackend
     from timmx.export.coreml_backend import CoreMLBackend
+    from timmx.export.executorch_backend import ExecuTorchBackend
     from timmx.export.litert_backend import LiteRTBackend
     from timmx.export.ncnn_backend import NcnnBackend
     from timmx.export.onnx_backend import OnnxBackend
@@ -56,6 +57,7 @@ def _builtin_backends() -> list[ExportBackend]:
     return [
         CBackend(),
         CoreMLBackend(),
+        ExecuTorchBackend(),
         LiteRTBackend(),
         NcnnBackend(),
         OnnxBackend(),
