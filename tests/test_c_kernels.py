@@ -177,7 +177,7 @@ def tile_sizes(t: int) -> list[int]:
 
 
 def test_enumerators_nonempty(lib):
-    for fam in (T.FAMILY_GEMM, T.FAMILY_DWCONV, T.FAMILY_VUNARY):
+    for fam in (T.FAMILY_GEMM, T.FAMILY_DWCONV, T.FAMILY_VUNARY, T.FAMILY_ROWOP):
         ks = lib.kernels(fam)
         assert ks, f"family {fam} has no kernels"
         assert any(k[2] == T.ISA_SCALAR for k in ks), f"family {fam} lacks a scalar kernel"

@@ -303,3 +303,97 @@ def test_status_codes(lib):
     )
     assert rc == -3, f"misaligned weights must give TXK_EALIGN, got {rc}"
     assert lib.lib.txk_context_init(C.byref(T.Context()), 12345) != 0, "bad isa accepted"
+
+
+# --------------------------------------------------------------------------- row-op kernels
+ROW_SIZES = [1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 64, 100, 300]
+
+
+def rowop_contexts(lib):
+    for idx, name, isa, _, _ in lib.kernels(T.FAMILY_ROWOP):
+        if lib.supported(isa):
+            yield name, lib.context(T.FAMILY_ROWOP, idx)
+
+
+def test_rowop_kernels_vs_reference(lib):
+    """Every enumerated row-op kernel (layernorm, softmax, global avgpool, SE gate, binary
+    with broadcasts) on channel counts below, at and above multiples of its vector width."""
+    for name, ctx in rowop_contexts(lib):
+        for c in ROW_SIZES:
+            rows = 3
+            x = (RNG.standard_normal((rows, c + 5)) * 3 + 1).astype(np.float32)
+            g = RNG.uniform(0.5, 1.5, c).astype(np.float32)
+            b = RNG.uniform(-1, 1, c).astype(np.float32)
+            for gg, bb in ((g, b), (None, b), (g, None)):
+                want = np.empty((rows, c), np.float32)
+                got = np.full((rows, c + 2), np.nan, np.float32)
+                args = (T.ptr(gg), T.ptr(bb), C.c_float(1e-5))
+                assert (
+                    lib.lib.txk_ref_layernorm(rows, c, T.ptr(x), c + 5, T.ptr(want), 0, *args) == 0
+                )
+                rc = lib.lib.txk_layernorm(
+                    C.byref(ctx), rows, c, T.ptr(x), c + 5, T.ptr(got), c + 2, *args
+                )
+                assert rc == 0, f"{name} layernorm"
+                np.testing.assert_allclose(
+                    got[:, :c], want, rtol=1e-4, atol=2e-5, err_msg=f"{name} layernorm c={c}"
+                )
+                assert np.isnan(got[:, c:]).all(), f"{name} layernorm wrote past the row"
+            want = np.empty((rows, c), np.float32)
+            assert lib.lib.txk_ref_softmax(rows, c, T.ptr(x), c + 5, T.ptr(want), 0) == 0
+            got = np.full((rows, c + 2), np.nan, np.float32)
+            rc = lib.lib.txk_softmax(C.byref(ctx), rows, c, T.ptr(x), c + 5, T.ptr(got), c + 2)
+            assert rc == 0, f"{name} softmax"
+            np.testing.assert_allclose(
+                got[:, :c], want, rtol=2e-6, atol=1e-7, err_msg=f"{name} softmax c={c}"
+            )
+            assert np.isnan(got[:, c:]).all(), f"{name} softmax wrote past the row"
+            # global average pool over 5 pixels, SE gate
+            xp = RNG.standard_normal((2, 5, c)).astype(np.float32)
+            y = np.full((2, c), np.nan, np.float32)
+            assert lib.lib.txk_global_avgpool(C.byref(ctx), 2, 5, c, T.ptr(xp), T.ptr(y)) == 0
+            np.testing.assert_allclose(
+                y, xp.mean(1), rtol=1e-5, atol=1e-6, err_msg=f"{name} gap c={c}"
+            )
+            s = RNG.standard_normal((2, c)).astype(np.float32)
+            y = np.empty_like(xp)
+            rc = lib.lib.txk_channel_scale(
+                C.byref(ctx), 2, 5, c, T.ptr(xp), T.ptr(s), T.ACT["none"], T.ptr(y)
+            )
+            assert rc == 0, f"{name} channel_scale"
+            np.testing.assert_allclose(y, xp * s[:, None, :], rtol=1e-6, err_msg=f"{name} se")
+            # binary: full, per-channel, scalar b, scalar a; all ops; fused acts
+            for op in sorted(T.BIN):
+                for act in ("none", "relu", "clamp", "silu"):
+                    for a_sc, b_sn, b_sp, b_sc in (
+                        (1, 5 * c, c, 1),
+                        (1, 0, 0, 1),
+                        (1, 0, 0, 0),
+                        (0, 5 * c, c, 1),
+                    ):
+                        a_s = (5 * c, c) if a_sc else (0, 0)
+                        bsrc = xp + 0.25 if b_sc else np.array([0.5], np.float32)
+                        if b_sc and b_sn == 0:
+                            bsrc = s[0].copy()
+                        d = T.BinaryDesc(T.BIN[op], 2, 5, c, *a_s, a_sc, b_sn, b_sp, b_sc, 5 * c, c)
+                        d.epilogue = T.Epilogue(T.ACT[act], -0.5, 0.75, 0)
+                        asrc = xp if a_sc else np.array([1.5], np.float32)
+                        ref = np.empty_like(xp)
+                        got = np.empty_like(xp)
+                        assert (
+                            lib.lib.txk_ref_binary(C.byref(d), T.ptr(asrc), T.ptr(bsrc), T.ptr(ref))
+                            == 0
+                        )
+                        assert (
+                            lib.lib.txk_binary(
+                                C.byref(ctx), C.byref(d), T.ptr(asrc), T.ptr(bsrc), T.ptr(got)
+                            )
+                            == 0
+                        )
+                        np.testing.assert_allclose(
+                            got,
+                            ref,
+                            rtol=1e-5,
+                            atol=1e-6,
+                            err_msg=f"{name} {op} {act} c={c} a_sc={a_sc} b={b_sn},{b_sp},{b_sc}",
+                        )

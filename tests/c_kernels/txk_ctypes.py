@@ -14,7 +14,8 @@ SRC_DIR = KERNELS_DIR / "src"
 CFLAGS = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-fPIC"]
 
 ISA_SCALAR, ISA_AVX2, ISA_AVX512, ISA_NEON, ISA_AUTO = 0, 1, 2, 3, 99
-FAMILY_GEMM, FAMILY_DWCONV, FAMILY_VUNARY = 0, 1, 2
+FAMILY_GEMM, FAMILY_DWCONV, FAMILY_VUNARY, FAMILY_ROWOP = 0, 1, 2, 3
+FAMILY_COUNT = 4
 ACT = {
     "none": 0,
     "relu": 1,
@@ -78,7 +79,7 @@ class UkernelInfo(C.Structure):
 
 
 class Context(C.Structure):
-    _fields_ = [("isa", C.c_int), ("ukernel", C.POINTER(UkernelInfo) * 3)]
+    _fields_ = [("isa", C.c_int), ("ukernel", C.POINTER(UkernelInfo) * FAMILY_COUNT)]
 
 
 _CONV_FIELDS = [

@@ -167,6 +167,43 @@ static void test_family(txk_family fam) {
         conv_case(&ctx, 5, 31, c, c, 5, 2, 2, 1, c, TXK_ACT_NONE, 0, c + 4, 0, k->name);
         conv_case(&ctx, 3, 22, c, c, 5, 1, 2, 1, c, TXK_ACT_RELU, 0, 0, 0, k->name);
       }
+    } else if (fam == TXK_FAMILY_ROWOP) {
+      size_t len;
+      for (len = 1; len < 70; len += 3) { /* exact-size rows: overruns are caught by ASan */
+        float *x = falloc(3 * len), *y = falloc(3 * len), *yr = falloc(3 * len);
+        float *g = falloc(len), *bb = falloc(len);
+        txk_binary_desc bd;
+        txk_context sc;
+        expect(txk_context_init(&sc, TXK_ISA_SCALAR) == TXK_OK, "scalar context");
+        expect(txk_layernorm(&ctx, 3, len, x, 0, y, 0, g, bb, 1e-5f) == TXK_OK, "layernorm");
+        expect(txk_ref_layernorm(3, len, x, 0, yr, 0, g, bb, 1e-5f) == TXK_OK, "ref layernorm");
+        compare(y, yr, 3, len, len, len, 1e-4f, k->name);
+        expect(txk_softmax(&ctx, 3, len, x, 0, y, 0) == TXK_OK, "softmax");
+        expect(txk_ref_softmax(3, len, x, 0, yr, 0) == TXK_OK, "ref softmax");
+        compare(y, yr, 3, len, len, len, 1e-5f, k->name);
+        expect(txk_global_avgpool(&ctx, 1, 3, len, x, y) == TXK_OK, "gap");
+        expect(txk_global_avgpool(&sc, 1, 3, len, x, yr) == TXK_OK, "scalar gap");
+        compare(y, yr, 1, len, len, len, 1e-5f, k->name);
+        expect(txk_channel_scale(&ctx, 1, 3, len, x, g, TXK_ACT_SIGMOID, y) == TXK_OK, "se");
+        expect(txk_channel_scale(&sc, 1, 3, len, x, g, TXK_ACT_SIGMOID, yr) == TXK_OK, "se");
+        compare(y, yr, 3, len, len, len, 1e-5f, k->name);
+        memset(&bd, 0, sizeof bd);
+        bd.op = TXK_BIN_ADD;
+        bd.n = 1;
+        bd.p = 3;
+        bd.c = len;
+        bd.a_sp = bd.y_sp = len;
+        bd.a_sc = bd.b_sc = 1;
+        bd.epilogue.act = TXK_ACT_GELU;
+        expect(txk_binary(&ctx, &bd, x, g, y) == TXK_OK, "binary");
+        expect(txk_ref_binary(&bd, x, g, yr) == TXK_OK, "ref binary");
+        compare(y, yr, 3, len, len, len, 1e-5f, k->name);
+        free(x);
+        free(y);
+        free(yr);
+        free(g);
+        free(bb);
+      }
     } else {
       size_t len;
       for (len = 1; len < 40; len += 5) {
@@ -285,6 +322,7 @@ int main(void) {
   test_family(TXK_FAMILY_GEMM);
   test_family(TXK_FAMILY_DWCONV);
   test_family(TXK_FAMILY_VUNARY);
+  test_family(TXK_FAMILY_ROWOP);
   test_other_ops();
   if (failures) {
     fprintf(stderr, "%d failure(s)\n", failures);

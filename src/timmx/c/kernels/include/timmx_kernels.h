@@ -1,7 +1,9 @@
 /*
  * timmx_kernels.h - public API of the timmx C kernel library.
  *
- * API changes: (none yet; any signature change after the first commit is listed here)
+ * API changes: (any signature change after the first commit is listed here)
+ *   - 0.2: new kernel family TXK_FAMILY_ROWOP (TXK_FAMILY_COUNT 3 -> 4, so txk_context
+ *     grows by one pointer; no existing signature or semantics changed).
  *
  * Conventions (hold for every function below):
  *   - float32, NHWC activations ("pixel-major": element (n, h, w, c) lives at
@@ -28,7 +30,7 @@ extern "C" {
 #endif
 
 #define TXK_VERSION_MAJOR 0
-#define TXK_VERSION_MINOR 1
+#define TXK_VERSION_MINOR 2
 
 /* Packed weight layouts use blocks of TXK_BLOCK output channels (zero padded),
  * and every packed / scratch buffer must be aligned to TXK_ALIGN bytes. */
@@ -70,7 +72,8 @@ typedef enum txk_family {
   TXK_FAMILY_GEMM = 0,   /* f32 GEMM / direct-conv micro-kernels (conv kxk, 1x1, linear) */
   TXK_FAMILY_DWCONV = 1, /* f32 depthwise conv, channel-vectorised            */
   TXK_FAMILY_VUNARY = 2, /* f32 elementwise activation (exp/erf/tanh/sigmoid based) */
-  TXK_FAMILY_COUNT = 3
+  TXK_FAMILY_ROWOP = 3,  /* f32 row ops: layernorm, softmax, accumulate, multiply, binary */
+  TXK_FAMILY_COUNT = 4
 } txk_family;
 
 /* One enumerator entry. `fn` has the family's micro-kernel signature

@@ -88,11 +88,20 @@ static const txk_ukernel_info vunary_table[] = {
     {"txk_f32_vunary__scalar", TXK_ISA_SCALAR, 1, 1, TXK_FN(txk_f32_vunary__scalar)},
 };
 
+static const txk_ukernel_info rowop_table[] = {
+#if defined(TXK_X86)
+    {"txk_f32_rowop_16__avx512", TXK_ISA_AVX512, 1, 16, TXK_FN(txk_f32_rowop_16__avx512)},
+    {"txk_f32_rowop_8__avx2", TXK_ISA_AVX2, 1, 8, TXK_FN(txk_f32_rowop_8__avx2)},
+#endif
+    {"txk_f32_rowop__scalar", TXK_ISA_SCALAR, 1, 1, TXK_FN(txk_f32_rowop__scalar)},
+};
+
 static const txk_ukernel_info* table_of(txk_family f, size_t* n) {
   switch (f) {
     case TXK_FAMILY_GEMM: *n = sizeof(gemm_table) / sizeof(gemm_table[0]); return gemm_table;
     case TXK_FAMILY_DWCONV: *n = sizeof(dwconv_table) / sizeof(dwconv_table[0]); return dwconv_table;
     case TXK_FAMILY_VUNARY: *n = sizeof(vunary_table) / sizeof(vunary_table[0]); return vunary_table;
+    case TXK_FAMILY_ROWOP: *n = sizeof(rowop_table) / sizeof(rowop_table[0]); return rowop_table;
     default: *n = 0; return NULL;
   }
 }

@@ -5,6 +5,7 @@
 
 #if defined(TXK_X86)
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #define TXK_T __attribute__((target("avx2,fma"), always_inline)) inline
@@ -128,6 +129,30 @@ TXK_K void txk_f32_gemm_ukernel_6x16__avx2(size_t mr, size_t nc, size_t kc, size
 TXK_K void txk_f32_dwconv_ukernel_row8c__avx2(const txk_dw_params* p, size_t oh, float* y_row,
                                               const float* r_row) {
   SFX(dw_row_impl)(p, oh, y_row, r_row);
+}
+
+/* Row operations: layernorm, softmax, accumulate, multiply, binary (see txk_rowop.inc). */
+static TXK_T float hsum8(V v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+static TXK_T float hmax8(V v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+#define RO_LOADT(p, n) _mm256_maskload_ps(p, tail_mask(n))
+#define RO_STORET(p, n, v) _mm256_maskstore_ps(p, tail_mask(n), v)
+#define RO_HSUM(v) hsum8(v)
+#define RO_HMAX(v) hmax8(v)
+#include "txk_rowop.inc"
+
+TXK_K void txk_f32_rowop_8__avx2(int op, size_t n, const float* a, const float* b, float* y,
+              const txk_rowop_params* q) {
+  SFX(rowop_impl)(op, n, a, b, y, q);
 }
 
 #endif /* TXK_X86 */

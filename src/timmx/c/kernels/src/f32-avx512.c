@@ -178,4 +178,16 @@ TXK_K void txk_f32_dwconv_ukernel_row16c__avx512(const txk_dw_params* p, size_t 
   SFX(dw_row_impl)(p, oh, y_row, r_row);
 }
 
+/* Row operations: layernorm, softmax, accumulate, multiply, binary (see txk_rowop.inc). */
+#define RO_LOADT(p, n) _mm512_maskz_loadu_ps(tail_mask(n), p)
+#define RO_STORET(p, n, v) _mm512_mask_storeu_ps(p, tail_mask(n), v)
+#define RO_HSUM(v) _mm512_reduce_add_ps(v)
+#define RO_HMAX(v) _mm512_reduce_max_ps(v)
+#include "txk_rowop.inc"
+
+TXK_K void txk_f32_rowop_16__avx512(int op, size_t n, const float* a, const float* b, float* y,
+              const txk_rowop_params* q) {
+  SFX(rowop_impl)(op, n, a, b, y, q);
+}
+
 #endif /* TXK_X86 */

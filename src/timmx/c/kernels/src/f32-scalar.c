@@ -1,5 +1,7 @@
 /* Portable scalar kernels on packed weights (fallback for any CPU). Strict C99.
  * Contracts: see txk_internal.h and ../README.md. */
+#include <math.h>
+
 #include "txk_internal.h"
 
 static void store_row(const float* acc, size_t nc, float* c, const float* r,
@@ -79,4 +81,68 @@ void txk_f32_dwconv_ukernel_row__scalar(const txk_dw_params* p, size_t oh, float
 void txk_f32_vunary__scalar(int op, float lo, float hi, size_t n, const float* x, float* y) {
   size_t i;
   for (i = 0; i < n; i++) y[i] = txk_act_scalar(op, x[i], lo, hi);
+}
+
+static float bin_scalar(int op, float av, float bv) {
+  switch (op) {
+    case TXK_BIN_ADD: return av + bv;
+    case TXK_BIN_SUB: return av - bv;
+    case TXK_BIN_MUL: return av * bv;
+    case TXK_BIN_DIV: return av / bv;
+    case TXK_BIN_MAX: return av > bv ? av : bv;
+    default: return av < bv ? av : bv;
+  }
+}
+
+/* Row operations (contract in txk_internal.h); the portable reference for the
+ * vector versions. */
+void txk_f32_rowop__scalar(int op, size_t n, const float* a, const float* b, float* y,
+                           const txk_rowop_params* q) {
+  size_t j;
+  switch (op) {
+    case TXK_ROW_LAYERNORM: {
+      float s[8] = {0, 0, 0, 0, 0, 0, 0, 0}, d[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      float mean, var, inv;
+      int l;
+      for (j = 0; j + 8 <= n; j += 8)
+        for (l = 0; l < 8; l++) s[l] += a[j + l];
+      for (; j < n; j++) s[0] += a[j];
+      mean = (((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))) / (float)n;
+      for (j = 0; j + 8 <= n; j += 8)
+        for (l = 0; l < 8; l++) d[l] += (a[j + l] - mean) * (a[j + l] - mean);
+      for (; j < n; j++) d[0] += (a[j] - mean) * (a[j] - mean);
+      var = (((d[0] + d[1]) + (d[2] + d[3])) + ((d[4] + d[5]) + (d[6] + d[7]))) / (float)n;
+      inv = 1.0f / sqrtf(var + q->eps);
+      for (j = 0; j < n; j++) {
+        float v = (a[j] - mean) * inv;
+        if (q->gamma) v *= q->gamma[j];
+        if (q->beta) v += q->beta[j];
+        y[j] = v;
+      }
+      return;
+    }
+    case TXK_ROW_SOFTMAX: {
+      float mx = a[0], sum = 0.0f, inv;
+      for (j = 1; j < n; j++) mx = a[j] > mx ? a[j] : mx;
+      for (j = 0; j < n; j++) {
+        y[j] = expf(a[j] - mx);
+        sum += y[j];
+      }
+      inv = 1.0f / sum;
+      for (j = 0; j < n; j++) y[j] *= inv;
+      return;
+    }
+    case TXK_ROW_ACC:
+      for (j = 0; j < n; j++) y[j] += a[j];
+      return;
+    case TXK_ROW_MUL:
+      for (j = 0; j < n; j++) y[j] = a[j] * b[j];
+      return;
+    case TXK_ROW_BINARY:
+      for (j = 0; j < n; j++)
+        y[j] = txk_act_scalar(q->act, bin_scalar(q->bop, a[j * q->asc], b[j * q->bsc]), q->lo,
+                              q->hi);
+      return;
+    default: return;
+  }
 }

@@ -9,42 +9,18 @@
 
 int txk_layernorm(const txk_context* ctx, size_t rows, size_t c, const float* x, size_t x_stride,
                   float* y, size_t y_stride, const float* gamma, const float* beta, float eps) {
-  size_t r, j;
+  txk_rowop_params q;
+  txk_rowop_fn fn;
+  size_t r;
   if (!txk_ctx_ok(ctx) || x == NULL || y == NULL || c == 0) return TXK_EINVAL;
   if (x_stride == 0) x_stride = c;
   if (y_stride == 0) y_stride = c;
-  for (r = 0; r < rows; r++) {
-    const float* xr = x + r * x_stride;
-    float* yr = y + r * y_stride;
-    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0}, q[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    float mean, var, inv;
-    for (j = 0; j + 8 <= c; j += 8) {
-      int l;
-      for (l = 0; l < 8; l++) s[l] += xr[j + l];
-    }
-    for (; j < c; j++) s[0] += xr[j];
-    mean = (((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))) / (float)c;
-    for (j = 0; j + 8 <= c; j += 8) {
-      int l;
-      for (l = 0; l < 8; l++) {
-        const float dlt = xr[j + l] - mean;
-        q[l] += dlt * dlt;
-      }
-    }
-    for (; j < c; j++) q[0] += (xr[j] - mean) * (xr[j] - mean);
-    var = (((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7]))) / (float)c;
-    inv = 1.0f / sqrtf(var + eps);
-    if (gamma && beta) {
-      for (j = 0; j < c; j++) yr[j] = (xr[j] - mean) * inv * gamma[j] + beta[j];
-    } else {
-      for (j = 0; j < c; j++) {
-        float v = (xr[j] - mean) * inv;
-        if (gamma) v *= gamma[j];
-        if (beta) v += beta[j];
-        yr[j] = v;
-      }
-    }
-  }
+  fn = txk_ctx_rowop(ctx);
+  memset(&q, 0, sizeof q);
+  q.gamma = gamma;
+  q.beta = beta;
+  q.eps = eps;
+  for (r = 0; r < rows; r++) fn(TXK_ROW_LAYERNORM, c, x + r * x_stride, NULL, y + r * y_stride, &q);
   return TXK_OK;
 }
 
@@ -88,37 +64,39 @@ int txk_groupnorm(const txk_context* ctx, size_t n, size_t hw, size_t c, size_t 
 
 int txk_softmax(const txk_context* ctx, size_t rows, size_t c, const float* x, size_t x_stride,
                 float* y, size_t y_stride) {
-  const txk_vunary_fn vexp = txk_ctx_ok(ctx) ? txk_ctx_vunary(ctx) : NULL;
-  size_t r, j;
-  if (vexp == NULL || x == NULL || y == NULL || c == 0) return TXK_EINVAL;
+  txk_rowop_params q;
+  txk_rowop_fn fn;
+  size_t r;
+  if (!txk_ctx_ok(ctx) || x == NULL || y == NULL || c == 0) return TXK_EINVAL;
   if (x_stride == 0) x_stride = c;
   if (y_stride == 0) y_stride = c;
-  for (r = 0; r < rows; r++) {
-    const float* xr = x + r * x_stride;
-    float* yr = y + r * y_stride;
-    float mx = xr[0], sum = 0.0f, inv;
-    for (j = 1; j < c; j++) mx = xr[j] > mx ? xr[j] : mx;
-    for (j = 0; j < c; j++) yr[j] = xr[j] - mx;
-    vexp(TXK_OP_EXP, 0.0f, 0.0f, c, yr, yr);
-    for (j = 0; j < c; j++) sum += yr[j];
-    inv = 1.0f / sum;
-    for (j = 0; j < c; j++) yr[j] *= inv;
-  }
+  fn = txk_ctx_rowop(ctx);
+  memset(&q, 0, sizeof q);
+  for (r = 0; r < rows; r++) fn(TXK_ROW_SOFTMAX, c, x + r * x_stride, NULL, y + r * y_stride, &q);
   return TXK_OK;
 }
 
 int txk_global_avgpool(const txk_context* ctx, size_t n, size_t hw, size_t c, const float* x,
                        float* y) {
+  txk_rowop_params q;
+  txk_rowop_fn fn;
   size_t b, p, j;
+  float inv;
   if (!txk_ctx_ok(ctx) || x == NULL || y == NULL || hw == 0) return TXK_EINVAL;
+  if (c == 0) return TXK_OK;
+  fn = txk_ctx_rowop(ctx);
+  memset(&q, 0, sizeof q);
+  q.bop = TXK_BIN_MUL;
+  q.asc = 1;
+  q.bsc = 0;
+  q.act = TXK_ACT_NONE;
+  inv = 1.0f / (float)hw;
   for (b = 0; b < n; b++) {
     float* yb = y + b * c;
     const float* xb = x + b * hw * c;
-    const float inv = 1.0f / (float)hw;
     for (j = 0; j < c; j++) yb[j] = 0.0f;
-    for (p = 0; p < hw; p++)
-      for (j = 0; j < c; j++) yb[j] += xb[p * c + j];
-    for (j = 0; j < c; j++) yb[j] *= inv;
+    for (p = 0; p < hw; p++) fn(TXK_ROW_ACC, c, xb + p * c, NULL, yb, &q);
+    fn(TXK_ROW_BINARY, c, yb, &inv, yb, &q);
   }
   return TXK_OK;
 }
@@ -293,6 +271,24 @@ int txk_binary(const txk_context* ctx, const txk_binary_desc* d, const float* a,
       d->epilogue.residual != TXK_RESIDUAL_NONE || (unsigned)d->op > TXK_BIN_MIN ||
       (unsigned)d->epilogue.act >= TXK_ACT_COUNT)
     return TXK_EINVAL;
+  if ((d->a_sc == 0 || d->a_sc == 1) && (d->b_sc == 0 || d->b_sc == 1)) {
+    /* contiguous or broadcast channels: the context's vector row kernel */
+    const txk_rowop_fn fn = txk_ctx_rowop(ctx);
+    txk_rowop_params q;
+    memset(&q, 0, sizeof q);
+    q.bop = (int)d->op;
+    q.asc = d->a_sc;
+    q.bsc = d->b_sc;
+    q.act = (int)d->epilogue.act;
+    q.lo = d->epilogue.act_min;
+    q.hi = d->epilogue.act_max;
+    if (d->c == 0) return TXK_OK;
+    for (i = 0; i < d->n; i++)
+      for (j = 0; j < d->p; j++)
+        fn(TXK_ROW_BINARY, d->c, a + i * d->a_sn + j * d->a_sp, b + i * d->b_sn + j * d->b_sp,
+           y + i * d->y_sn + j * d->y_sp, &q);
+    return TXK_OK;
+  }
   for (i = 0; i < d->n; i++)
     for (j = 0; j < d->p; j++) {
       const float* ar = a + i * d->a_sn + j * d->a_sp;
@@ -323,10 +319,14 @@ int txk_unary(const txk_context* ctx, txk_act act, float act_min, float act_max,
 int txk_channel_scale(const txk_context* ctx, size_t n, size_t p, size_t c, const float* x,
                       const float* s, txk_act gate_act, float* y) {
   float g[TXK_CHUNK];
-  size_t b, c0, q, j;
+  size_t b, c0, q;
+  txk_rowop_params prm;
+  txk_rowop_fn rowop;
   if (!txk_ctx_ok(ctx) || x == NULL || s == NULL || y == NULL ||
       (unsigned)gate_act >= TXK_ACT_COUNT)
     return TXK_EINVAL;
+  rowop = txk_ctx_rowop(ctx);
+  memset(&prm, 0, sizeof prm);
   for (b = 0; b < n; b++)
     for (c0 = 0; c0 < c; c0 += TXK_CHUNK) {
       const size_t cc = c - c0 < TXK_CHUNK ? c - c0 : TXK_CHUNK;
@@ -334,11 +334,8 @@ int txk_channel_scale(const txk_context* ctx, size_t n, size_t p, size_t c, cons
         memcpy(g, s + b * c + c0, cc * sizeof(float));
       else
         txk_ctx_vunary(ctx)((int)gate_act, 0.0f, 6.0f, cc, s + b * c + c0, g);
-      for (q = 0; q < p; q++) {
-        const float* xr = x + (b * p + q) * c + c0;
-        float* yr = y + (b * p + q) * c + c0;
-        for (j = 0; j < cc; j++) yr[j] = xr[j] * g[j];
-      }
+      for (q = 0; q < p; q++)
+        rowop(TXK_ROW_MUL, cc, x + (b * p + q) * c + c0, g, y + (b * p + q) * c + c0, &prm);
     }
   return TXK_OK;
 }

@@ -45,12 +45,39 @@ typedef void (*txk_dwconv_ukernel_fn)(const txk_dw_params* p, size_t oh, float* 
  * y[i] = op(x[i]) for i < n; op is a txk_act or TXK_OP_EXP / TXK_OP_ERF. */
 typedef void (*txk_vunary_fn)(int op, float lo, float hi, size_t n, const float* x, float* y);
 
+/* ---- row operations (family TXK_FAMILY_ROWOP) ----------------------------
+ * One call = one contiguous row of n >= 1 floats:
+ *   TXK_ROW_LAYERNORM  y = (a - mean) / sqrt(var + eps) [* gamma] [+ beta]  (y == a allowed)
+ *   TXK_ROW_SOFTMAX    y = exp(a - max) / sum                              (y == a allowed)
+ *   TXK_ROW_ACC        y += a
+ *   TXK_ROW_MUL        y = a * b                                           (y == a allowed)
+ *   TXK_ROW_BINARY     y = act(a op b); a/b element stride asc/bsc is 0 (broadcast a[0])
+ *                      or 1; act none/relu/clamp or any txk_act           (y == a allowed) */
+#define TXK_ROW_LAYERNORM 0
+#define TXK_ROW_SOFTMAX 1
+#define TXK_ROW_ACC 2
+#define TXK_ROW_MUL 3
+#define TXK_ROW_BINARY 4
+typedef struct txk_rowop_params {
+  const float* gamma; /* layernorm affine (NULL = 1 / 0) */
+  const float* beta;
+  float eps;
+  int bop;          /* binary: txk_binop */
+  size_t asc, bsc;  /* binary: 0 or 1 */
+  int act;          /* binary: txk_act applied to the result */
+  float lo, hi;
+} txk_rowop_params;
+typedef void (*txk_rowop_fn)(int op, size_t n, const float* a, const float* b, float* y,
+                             const txk_rowop_params* q);
+
 /* Kernels (names encode op, tile, ISA). */
 void txk_f32_gemm_ukernel_4x16__scalar(size_t, size_t, size_t, size_t, const float* const*,
                                        const ptrdiff_t*, const float*, size_t, float*, size_t,
                                        const float*, size_t, const txk_epilogue*);
 void txk_f32_dwconv_ukernel_row__scalar(const txk_dw_params*, size_t, float*, const float*);
 void txk_f32_vunary__scalar(int, float, float, size_t, const float*, float*);
+void txk_f32_rowop__scalar(int, size_t, const float*, const float*, float*,
+                           const txk_rowop_params*);
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define TXK_X86 1
@@ -67,6 +94,10 @@ void txk_f32_dwconv_ukernel_row16c__avx512(const txk_dw_params*, size_t, float*,
 void txk_f32_dwconv_ukernel_row8c__avx2(const txk_dw_params*, size_t, float*, const float*);
 void txk_f32_vunary_16__avx512(int, float, float, size_t, const float*, float*);
 void txk_f32_vunary_8__avx2(int, float, float, size_t, const float*, float*);
+void txk_f32_rowop_16__avx512(int, size_t, const float*, const float*, float*,
+                              const txk_rowop_params*);
+void txk_f32_rowop_8__avx2(int, size_t, const float*, const float*, float*,
+                           const txk_rowop_params*);
 #endif
 
 #if defined(__aarch64__)
@@ -94,6 +125,9 @@ static inline txk_dwconv_ukernel_fn txk_ctx_dwconv(const txk_context* ctx) {
 }
 static inline txk_vunary_fn txk_ctx_vunary(const txk_context* ctx) {
   return (txk_vunary_fn)ctx->ukernel[TXK_FAMILY_VUNARY]->fn;
+}
+static inline txk_rowop_fn txk_ctx_rowop(const txk_context* ctx) {
+  return (txk_rowop_fn)ctx->ukernel[TXK_FAMILY_ROWOP]->fn;
 }
 int txk_ctx_ok(const txk_context* ctx);
 
