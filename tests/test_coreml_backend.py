@@ -10,6 +10,7 @@ from conftest import assert_passed, leftovers
 
 import timmx
 from timmx.errors import ConfigurationError, ExportError
+from timmx.export import coreml_backend
 from timmx.export.coreml_backend import (
     ConvertTo,
     check_structure,
@@ -200,6 +201,19 @@ def test_bad_options(cli, tmp_path: Path, monkeypatch, args, message) -> None:
     result = cli("export", "coreml", "test_resnet", *args)
     assert result.exit_code == 2, f"expected exit 2, got {result.exit_code}: {result.stderr}"
     assert message in result.stderr, f"{message!r} not in: {result.stderr}"
+    assert leftovers(tmp_path) == [], f"a failed export left files: {leftovers(tmp_path)}"
+
+
+def test_int4_without_scikit_learn(cli, tmp_path: Path, monkeypatch) -> None:
+    real = coreml_backend.installed_version
+    monkeypatch.setattr(
+        coreml_backend,
+        "installed_version",
+        lambda name: None if name == "scikit-learn" else real(name),
+    )
+    result = cli("export", "coreml", "test_resnet", "--int4", "-o", tmp_path / "m.mlpackage")
+    assert result.exit_code == 2, f"expected exit 2, got {result.exit_code}: {result.stderr}"
+    assert "pip install scikit-learn" in result.stderr, f"no install hint: {result.stderr}"
     assert leftovers(tmp_path) == [], f"a failed export left files: {leftovers(tmp_path)}"
 
 

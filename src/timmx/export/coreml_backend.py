@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from timmx.errors import ConfigurationError, ExportError
-from timmx.export.base import ExportBackend
+from timmx.export.base import ExportBackend, installed_version
 from timmx.export.options import build_command
 from timmx.export.verify import (
     VerifyReport,
@@ -526,6 +526,11 @@ class CoreMLBackend(ExportBackend):
             raise ConfigurationError(
                 "--int4 (k-means palettization) needs an ML Program; use --convert-to mlprogram "
                 "or --int8."
+            )
+        if opts.int4 and installed_version("scikit-learn") is None:
+            raise ConfigurationError(
+                "--int4 (k-means palettization) needs scikit-learn, which coremltools does not "
+                "install. Install it with: pip install scikit-learn"
             )
         if opts.half and opts.compute_precision == ComputePrecision.float32:
             raise ConfigurationError(
