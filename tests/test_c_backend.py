@@ -279,3 +279,25 @@ def test_cpu_only(cli, tmp_path) -> None:
     assert result.exit_code == 2, f"expected exit 2, got {result.exit_code}"
     assert "CPU" in result.stderr, result.stderr
     assert leftovers(tmp_path) == [], "something was left behind"
+
+
+REAL_MODELS = [
+    "resnet50d",
+    "efficientnet_b0",
+    "mobilenetv2_100",
+    "mobilenetv3_large_100",
+    "mobilenetv4_conv_small",
+    "regnety_002",
+    "convnext_tiny",
+    "vit_tiny_patch16_224",
+    "deit_tiny_patch16_224",
+]
+
+
+@needs_cc
+@pytest.mark.slow
+@pytest.mark.parametrize("model", REAL_MODELS)
+def test_real_size_family(export_json, tmp_path, model) -> None:
+    data = export_json("c", model, "-o", tmp_path / "out")
+    assert_passed(data)
+    assert data["verify"]["top1_agree"] == 1.0, f"top-1 differs: {data['verify']}"

@@ -155,7 +155,9 @@ def generate(
         comment = f"/* {i}: {where}: {label} -> {shape} */"
         body.append("  " + comment.replace("*/ ", "* /"))
         body.append("  {")
+        body.append(f"    TXM_STEP_BEGIN({i});")
         body.extend("    " + line for line in emit_step(step))
+        body.append(f"    TXM_STEP_END({i}, {_c_string(label + ' ' + where)});")
         body.append("  }")
     scratch_checks = []
     for i, step in enumerate(steps):

@@ -58,6 +58,25 @@ int txg_copy(int ndim, const long* shape, const float* x, const long* xs, float*
   inner = shape[ndim - 1];
   sx = xs[ndim - 1];
   sy = ys[ndim - 1];
+  if (ndim >= 2 && sy == 1 && sx != 1 && xs[ndim - 2] == 1) {
+    /* a transpose of the last two dims (e.g. NCHW -> NHWC): copy in 16x16 tiles */
+    const long rows = shape[ndim - 2], rx = xs[ndim - 2], ry = ys[ndim - 2];
+    long outer_shape[TXG_MAX_DIMS], i0, j0, i, j;
+    int d;
+    for (d = 0; d < ndim - 1; d++) outer_shape[d] = shape[d];
+    outer_shape[ndim - 2] = 1;
+    do {
+      const float* xb = x + txg_offset(ndim - 1, idx, xs);
+      float* yb = y + txg_offset(ndim - 1, idx, ys);
+      for (i0 = 0; i0 < rows; i0 += 16)
+        for (j0 = 0; j0 < inner; j0 += 16) {
+          const long i1 = i0 + 16 < rows ? i0 + 16 : rows, j1 = j0 + 16 < inner ? j0 + 16 : inner;
+          for (i = i0; i < i1; i++)
+            for (j = j0; j < j1; j++) yb[i * ry + j] = xb[i * rx + j * sx];
+        }
+    } while (txg_next(ndim - 1, outer_shape, idx));
+    return TXK_OK;
+  }
   do {
     const float* xr = x + txg_offset(ndim, idx, xs);
     float* yr = y + txg_offset(ndim, idx, ys);
