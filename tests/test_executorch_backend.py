@@ -99,8 +99,8 @@ def test_xnnpack_int8_per_tensor_dynamic_batch(tmp_path):
     [["--mode", "fp16"], ["--mode", "int8", "--random-calibration", "--calibration-samples", "2"]],
 )
 def test_coreml_delegate_lowers_here_and_says_unchecked(export_json, tmp_path, extra):
-    out = tmp_path / "convnext_coreml.pte"
-    data = export_json("executorch", "test_convnext", "-o", out, "--delegate", "coreml", *extra)
+    out = tmp_path / "resnet_coreml.pte"
+    data = export_json("executorch", "test_resnet", "-o", out, "--delegate", "coreml", *extra)
     assert out.is_file() and out.stat().st_size > 0, "the Core ML program is written"
     if platform.system() != "Darwin":
         assert not data["verify"]["checked"], "Core ML programs are not run off macOS"
