@@ -19,6 +19,7 @@ import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -58,6 +59,79 @@ def cpu_peak_gflops() -> tuple[float, str]:
         per_cycle, isa = 8, "sse"
     mhz = mhz or 3000.0
     return per_cycle * mhz / 1000.0, f"{name}, {isa}, {per_cycle} FLOP/cycle x {mhz:.0f} MHz"
+
+
+PEAK_SRC = r"""
+#include <immintrin.h>
+#include <stdio.h>
+#include <time.h>
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+int main(void) {
+  VEC acc[NACC];
+  const VEC a = SET1(0.999999f), b = SET1(1e-7f);
+  long i, iters = 20000000;
+  int k;
+  double t0, best = 1e30;
+  float sink = 0;
+  for (int rep = 0; rep < 5; rep++) {
+    for (k = 0; k < NACC; k++) acc[k] = SET1((float)k);
+    t0 = now();
+    for (i = 0; i < iters; i++)
+      for (k = 0; k < NACC; k++) acc[k] = FMA(acc[k], a, b);
+    t0 = now() - t0;
+    if (t0 < best) best = t0;
+    for (k = 0; k < NACC; k++) sink += ((float*)&acc[k])[0];
+  }
+  printf("%f %f\n", 2.0 * LANES * NACC * (double)iters / best / 1e9, sink);
+  return 0;
+}
+"""
+
+
+def measured_peak_gflops(isa: str) -> float | None:
+    """Single-core FP32 FMA throughput measured with a register-only loop (None if it fails)."""
+    from timmx.c.build import find_compiler
+
+    cc = find_compiler()
+    if cc is None or isa not in ("avx512", "avx2"):
+        return None
+    if isa == "avx512":
+        defs = [
+            "-DVEC=__m512",
+            "-DSET1=_mm512_set1_ps",
+            "-DFMA=_mm512_fmadd_ps",
+            "-DLANES=16",
+            "-DNACC=16",
+            "-mavx512f",
+            "-mfma",
+        ]
+    else:
+        defs = [
+            "-DVEC=__m256",
+            "-DSET1=_mm256_set1_ps",
+            "-DFMA=_mm256_fmadd_ps",
+            "-DLANES=8",
+            "-DNACC=12",
+            "-mavx2",
+            "-mfma",
+        ]
+    with tempfile.TemporaryDirectory() as tmp:
+        src, exe = Path(tmp) / "peak.c", Path(tmp) / "peak"
+        src.write_text(PEAK_SRC)
+        build = subprocess.run(
+            [*cc, "-O3", "-funroll-loops", *defs, str(src), "-o", str(exe)], capture_output=True
+        )
+        if build.returncode != 0:
+            return None
+        out = subprocess.run([str(exe)], capture_output=True, text=True)
+        try:
+            return float(out.stdout.split()[0])
+        except (IndexError, ValueError):
+            return None
 
 
 def median_ms(fn, runs: int, warmup: int = 3) -> float:
@@ -176,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     peak, how = cpu_peak_gflops()
+    isa = how.split(", ")[1] if ", " in how else ""
+    measured = measured_peak_gflops(isa)
+    if measured:
+        peak, how = measured, f"{how.split(',')[0]}, {isa}, measured FMA loop"
     if args.peak_gflops:
         peak, how = args.peak_gflops, "given with --peak-gflops"
     import onnxruntime

@@ -86,6 +86,9 @@ def make_inplace(steps: list[Step]) -> int:
                 != norm_strides(step.out.shape, step.out.strides)
             ):
                 continue
+            others = [r for r in step.ins if r is not ref and r.buf is not None]
+            if any(r.buf.root() is buf and not r.same_view(ref) for r in others):
+                continue  # another operand reads the same memory in another order
             out_buf.alias = buf
             last_read[buf] = max(last_read.get(buf, i), last_read.get(out_buf, i))
             count += 1
