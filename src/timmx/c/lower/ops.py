@@ -36,17 +36,27 @@ def conv(low: Lowering, node, args, kwargs, val):
         low.fail("transposed convolution")
     if w.const is None:
         low.fail("convolution with weights computed at run time")
-    if x.ndim == 3:
-        low.fail("1-D convolution")
-    if x.ndim != 4:
+    if x.ndim not in (3, 4):
         low.fail(f"convolution of a {x.ndim}-D tensor")
     if b is not None and b.const is None:
         low.fail("convolution with a bias computed at run time")
-    x = low.nhwc(x)
-    out_shape = _shape(val)
-    y = low.new_ref(out_shape, nhwc_strides(out_shape))
     weight = w.const.detach().float()
     bias = b.const.detach().float() if b is not None else None
+    out_shape = _shape(val)
+    one_d = x.ndim == 3
+    if one_d:  # Conv1d (e.g. ECA attention) as a Conv2d over a 1-pixel-high image
+        x = low.runtime(x)
+        x = Ref(
+            shape=(x.shape[0], x.shape[1], 1, x.shape[2]),
+            strides=(x.strides[0], x.strides[1], 0, x.strides[2]),
+            buf=x.buf,
+            offset=x.offset,
+        )
+        weight = weight.unsqueeze(2)
+        out_shape = (out_shape[0], out_shape[1], 1, out_shape[2])
+        stride, padding, dilation = ([1, *stride], [0, *padding], [1, *dilation])
+    x = low.nhwc(x)
+    y = low.new_ref(out_shape, nhwc_strides(out_shape))
     sh, sw = _pair(stride, 1)
     ph, pw = _pair(padding, 0)
     dh, dw = _pair(dilation, 1)
@@ -66,6 +76,13 @@ def conv(low: Lowering, node, args, kwargs, val):
         residual_mode="NONE",
         residual=None,
     )
+    if one_d:
+        return Ref(
+            shape=(y.shape[0], y.shape[1], y.shape[3]),
+            strides=(y.strides[0], y.strides[1], y.strides[3]),
+            buf=y.buf,
+            offset=y.offset,
+        )
     return y
 
 
