@@ -85,7 +85,7 @@ def worker(name: str) -> None:
         if result.verify is not None:
             out["max_abs_err"] = result.verify.max_abs_err
         out["steps"] = result.details.get("steps")
-    except Exception as exc:  # noqa: BLE001 - the sweep records every failure
+    except Exception as exc:
         message = str(exc)
         out["message"] = message[-3000:]
         match = UNSUPPORTED.search(message)
