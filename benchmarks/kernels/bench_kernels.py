@@ -20,7 +20,7 @@ import txk_ctypes as T  # noqa: E402
 
 from timmx.c import packing  # noqa: E402
 
-# name, n, h, w, ic, oc, k, stride, pad, groups
+# name, n, h, w, ic, oc, k, stride, pad, groups[, act (default relu)]
 CONVS = [
     ("resnet 3x3 64->64 @56", 1, 56, 56, 64, 64, 3, 1, 1, 1),
     ("resnet 1x1 64->256 @56", 1, 56, 56, 64, 256, 1, 1, 0, 1),
@@ -33,6 +33,19 @@ CONVS = [
     ("dw 3x3 144 @56", 1, 56, 56, 144, 144, 3, 1, 1, 144),
     ("dw 7x7 96 @56 (convnext)", 1, 56, 56, 96, 96, 7, 1, 3, 96),
     ("dw 5x5/2 240 @28", 1, 28, 28, 240, 240, 5, 2, 2, 240),
+    # efficientnet_b0 / mobilenetv3 shapes with their fused activations
+    ("effb0 stem 3x3/2 3->32 @224 silu", 1, 224, 224, 3, 32, 3, 2, 1, 1, "silu"),
+    ("effb0 pw 16->96 @112 silu", 1, 112, 112, 16, 96, 1, 1, 0, 1, "silu"),
+    ("effb0 pw 24->144 @56 silu", 1, 56, 56, 24, 144, 1, 1, 0, 1, "silu"),
+    ("effb0 pwl 144->24 @56", 1, 56, 56, 144, 24, 1, 1, 0, 1, "none"),
+    ("effb0 pw 80->480 @14 silu", 1, 14, 14, 80, 480, 1, 1, 0, 1, "silu"),
+    ("effb0 dw 3x3 32 @112 silu", 1, 112, 112, 32, 32, 3, 1, 1, 32, "silu"),
+    ("effb0 dw 3x3/2 96 @112 silu", 1, 112, 112, 96, 96, 3, 2, 1, 96, "silu"),
+    ("effb0 dw 3x3 144 @56 silu", 1, 56, 56, 144, 144, 3, 1, 1, 144, "silu"),
+    ("effb0 dw 5x5 240 @28 silu", 1, 28, 28, 240, 240, 5, 1, 2, 240, "silu"),
+    ("effb0 dw 5x5/2 144 @56 silu", 1, 56, 56, 144, 144, 5, 2, 2, 144, "silu"),
+    ("mnv3 dw 3x3 64 @112 relu", 1, 112, 112, 64, 64, 3, 1, 1, 64, "relu"),
+    ("mnv3 dw 3x3 240 @28 hswish", 1, 28, 28, 240, 240, 3, 1, 1, 240, "hardswish"),
 ]
 
 
@@ -57,13 +70,14 @@ def main() -> None:
     lib = T.Lib(T.build_shared(Path(tempfile.mkdtemp()), extra=[]))
     rng = np.random.default_rng(0)
     print(f"{'conv':32s} {'kernel':42s} {'ms':>8s} {'GFLOP/s':>8s}")
-    for name, n, h, w, ic, oc, k, s, p, g in CONVS:
+    for name, n, h, w, ic, oc, k, s, p, g, *rest in CONVS:
+        act = rest[0] if rest else "relu"
         if args.filter not in name:
             continue
         oh = (h + 2 * p - k) // s + 1
         ow = (w + 2 * p - k) // s + 1
         d = T.Conv2dDesc(n, h, w, ic, oh, ow, oc, k, k, s, s, p, p, p, p, 1, 1, g)
-        d.epilogue = T.Epilogue(T.ACT["relu"], 0, 0, 0)
+        d.epilogue = T.Epilogue(T.ACT[act], 0, 0, 0)
         x = rng.standard_normal(n * h * w * ic).astype(np.float32)
         wt = rng.standard_normal((oc, ic // g, k, k)).astype(np.float32)
         packed = T.aligned_copy(packing.pack_conv2d(wt, np.zeros(oc, np.float32), g))

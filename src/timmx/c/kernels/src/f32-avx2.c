@@ -43,6 +43,13 @@ static TXK_T V exp_scale(V p, V n) {
   return MUL(MUL(p, s1), s2);
 }
 #define EXP_SCALE(p, n, x) exp_scale(p, n)
+/* 1/d: 12-bit estimate + two Newton steps (d in [1, 2] in vmath) */
+static TXK_T V rcp_nr(V d) {
+  V r = _mm256_rcp_ps(d);
+  r = _mm256_fmadd_ps(r, _mm256_fnmadd_ps(d, r, SET1(1.0f)), r);
+  return _mm256_fmadd_ps(r, _mm256_fnmadd_ps(d, r, SET1(1.0f)), r);
+}
+#define RCP_NR(d) rcp_nr(d)
 
 #include "txk_vmath.inc"
 

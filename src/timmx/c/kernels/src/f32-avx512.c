@@ -35,6 +35,12 @@
 #define BLEND(m, a, b) _mm512_mask_blend_ps(m, a, b)
 #define SFX(name) name##__avx512
 #define EXP_SCALE(p, n, x) _mm512_scalef_ps(p, n)
+/* 1/d: 14-bit estimate + one Newton step (~1 ulp; d in [1, 2] in vmath) */
+static TXK_T V rcp_nr(V d) {
+  const V r = _mm512_rcp14_ps(d);
+  return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, SET1(1.0f)), r);
+}
+#define RCP_NR(d) rcp_nr(d)
 
 #include "txk_vmath.inc"
 
