@@ -616,4 +616,76 @@ def upsample(low: Lowering, node, args, kwargs, val):
     return y
 
 
+def _offsets(x: Ref):
+    """An int64 tensor of ``x``'s shape holding each element's offset in its buffer."""
+    import torch
+
+    pos = torch.full(x.shape, x.offset, dtype=torch.int64)
+    for d, (n, st) in enumerate(zip(x.shape, x.strides, strict=True)):
+        view = [1] * x.ndim
+        view[d] = n
+        pos = pos + torch.arange(n, dtype=torch.int64).reshape(view) * st
+    return pos
+
+
+def _affine_view(x: Ref, offsets) -> Ref | None:
+    """The strided view of ``x``'s buffer whose element offsets are ``offsets``, or None."""
+    import torch
+
+    shape = tuple(int(n) for n in offsets.shape)
+    if offsets.numel() == 0:
+        return None
+    base = int(offsets.reshape(-1)[0])
+    strides = []
+    expect = torch.full(shape, base, dtype=torch.int64)
+    for d, n in enumerate(shape):
+        if n == 1:
+            strides.append(0)
+            continue
+        index = [0] * len(shape)
+        index[d] = 1
+        st = int(offsets[tuple(index)]) - base
+        if st < 0:
+            return None
+        strides.append(st)
+        view = [1] * len(shape)
+        view[d] = n
+        expect = expect + torch.arange(n, dtype=torch.int64).reshape(view) * st
+    if not torch.equal(expect, offsets):
+        return None
+    return Ref(shape=shape, strides=tuple(strides), buf=x.buf, offset=base)
+
+
+@handles("aten.index.Tensor", "aten._unsafe_index.Tensor", "aten.index_select.default")
+def index(low: Lowering, node, args, kwargs, val):
+    """Indexing with constant indices that pick a strided view (e.g. unfold into patches)."""
+    x = args[0]
+    rest = args[1:]
+    for r in _flatten_refs(rest):
+        if r.const is None:
+            low.fail("indexing with indices computed at run time")
+    x = low.runtime(x)
+
+    def const_of(a):
+        if isinstance(a, Ref):
+            return a.const
+        if isinstance(a, list | tuple):
+            return type(a)(const_of(v) for v in a)
+        return a
+
+    consts = const_of(rest)
+    view = _affine_view(x, node.target(_offsets(x), *consts))
+    if view is None:
+        low.fail("a gather that is not a strided view of its input")
+    return view
+
+
+def _flatten_refs(x):
+    if isinstance(x, Ref):
+        yield x
+    elif isinstance(x, list | tuple):
+        for v in x:
+            yield from _flatten_refs(v)
+
+
 __all__ = ["norm_strides"]
