@@ -688,4 +688,24 @@ def _flatten_refs(x):
             yield from _flatten_refs(v)
 
 
+@handles("aten.linalg_vector_norm.default")
+def vector_norm(low: Lowering, node, args, kwargs, val):
+    """The L2 (or L1) norm over dims: sqrt(sum(x * x)) (XCiT, F.normalize)."""
+    from types import SimpleNamespace
+
+    x = low.runtime(args[0])
+    ord_ = float(args[1] if len(args) > 1 else kwargs.get("ord", 2))
+    dims = args[2] if len(args) > 2 else kwargs.get("dim")
+    keepdim = bool(args[3] if len(args) > 3 else kwargs.get("keepdim", False))
+    if kwargs.get("dtype") is not None:
+        low.fail("vector norm with a dtype")
+    if ord_ not in (1.0, 2.0):
+        low.fail(f"vector norm of order {ord_}")
+    t = low.unary(x, "ABS") if ord_ == 1.0 else low.binary_refs("MUL", x, x, x.shape)
+    total = reduce(
+        low, SimpleNamespace(target="aten.sum.dim_IntList"), [t, dims, keepdim], {}, val
+    )
+    return total if ord_ == 1.0 else low.unary(total, "SQRT")
+
+
 __all__ = ["norm_strides"]
