@@ -702,9 +702,7 @@ def vector_norm(low: Lowering, node, args, kwargs, val):
     if ord_ not in (1.0, 2.0):
         low.fail(f"vector norm of order {ord_}")
     t = low.unary(x, "ABS") if ord_ == 1.0 else low.binary_refs("MUL", x, x, x.shape)
-    total = reduce(
-        low, SimpleNamespace(target="aten.sum.dim_IntList"), [t, dims, keepdim], {}, val
-    )
+    total = reduce(low, SimpleNamespace(target="aten.sum.dim_IntList"), [t, dims, keepdim], {}, val)
     return total if ord_ == 1.0 else low.unary(total, "SQRT")
 
 
