@@ -301,3 +301,52 @@ def test_real_size_family(export_json, tmp_path, model) -> None:
     data = export_json("c", model, "-o", tmp_path / "out")
     assert_passed(data)
     assert data["verify"]["top1_agree"] == 1.0, f"top-1 differs: {data['verify']}"
+
+
+def _custom_matches(module, input_size, tmp_path, atol=1e-4) -> None:
+    """Export a custom module with the C target, run the compiled C, compare with PyTorch."""
+    import torch
+
+    from timmx.c.export import c_runner, export_c
+    from timmx.export.common import PreparedModel
+
+    prepared = PreparedModel(
+        name="custom", module=module.eval(), input_size=input_size, batch_size=1, device="cpu",
+        mean=(0.5,) * input_size[0], std=(0.5,) * input_size[0], normalize=False, softmax=False,
+        interpolation="bilinear", crop_pct=1.0, num_classes=0, num_features=0, labels=None,
+        weights="random init",
+    )  # fmt: skip
+    export_c(prepared, tmp_path / "out", prefix="custom")
+    run = c_runner(tmp_path / "out", "custom", tmp_path)
+    x = prepared.sample_input()
+    with torch.no_grad():
+        ref = module(x).numpy().reshape(-1)
+    got = run(x.numpy())
+    np.testing.assert_allclose(got, ref, atol=atol, rtol=1e-4)
+
+
+RESIZES = [
+    {"scale_factor": 2, "mode": "nearest"},
+    {"size": (13, 7), "mode": "nearest"},
+    {"size": (7, 5), "mode": "nearest-exact"},
+    {"size": (13, 17), "mode": "bilinear", "align_corners": False},
+    {"scale_factor": 2, "mode": "bilinear", "align_corners": True},
+    {"size": (5, 4), "mode": "bilinear", "antialias": True},
+    {"size": (11, 9), "mode": "bicubic", "align_corners": False},
+]
+
+
+@needs_cc
+@pytest.mark.parametrize("resize", RESIZES, ids=lambda r: "-".join(map(str, r.values())))
+def test_resize_matches_pytorch(tmp_path, resize) -> None:
+    import torch
+
+    class Resize(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+
+        def forward(self, x):
+            return torch.nn.functional.interpolate(self.conv(x), **resize) * 2.0
+
+    _custom_matches(Resize(), (3, 10, 12), tmp_path)

@@ -57,6 +57,17 @@ MULTI_VIEW_OPS = {
     "aten.unbind.int",
     "aten.chunk.default",
 }
+# ops kept whole by run_decompositions (the 2-D resizes, lowered as separable GEMMs)
+KEEP_OPS = (
+    "aten.upsample_nearest2d.vec",
+    "aten.upsample_nearest2d.default",
+    "aten._upsample_nearest_exact2d.vec",
+    "aten._upsample_nearest_exact2d.default",
+    "aten.upsample_bilinear2d.vec",
+    "aten.upsample_bicubic2d.vec",
+    "aten._upsample_bilinear2d_aa.vec",
+    "aten._upsample_bicubic2d_aa.vec",
+)
 NO_OPS = {"aten._assert_tensor_metadata.default", "aten._assert_scalar.default"}
 
 # unary ops: name -> (kind, param function of the node args)
@@ -118,7 +129,13 @@ def capture(module, sample):
 
     with torch.no_grad():
         program = torch.export.export(module, (sample,), strict=False)
-        return program.run_decompositions()
+        table = torch.export.default_decompositions()
+        for name in KEEP_OPS:  # lowered whole: their decompositions index with clamped tensors
+            packet, _, overload = name.removeprefix("aten.").partition(".")
+            op = getattr(getattr(torch.ops.aten, packet, None), overload, None)
+            if op is not None:
+                table.pop(op, None)
+        return program.run_decompositions(table)
 
 
 class Lowering:

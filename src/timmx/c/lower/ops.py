@@ -574,6 +574,10 @@ def rsub(low: Lowering, node, args, kwargs, val):
     "aten.upsample_bilinear2d.default",
     "aten.upsample_bicubic2d.vec",
     "aten.upsample_bicubic2d.default",
+    "aten._upsample_bilinear2d_aa.vec",
+    "aten._upsample_bilinear2d_aa.default",
+    "aten._upsample_bicubic2d_aa.vec",
+    "aten._upsample_bicubic2d_aa.default",
 )
 def upsample(low: Lowering, node, args, kwargs, val):
     """Separable resize (nearest, bilinear, bicubic) as two GEMMs with constant matrices.
