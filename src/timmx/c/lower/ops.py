@@ -679,9 +679,73 @@ def index(low: Lowering, node, args, kwargs, val):
 
     consts = const_of(rest)
     view = _affine_view(x, node.target(_offsets(x), *consts))
-    if view is None:
+    if view is not None:
+        return view
+    picked = _one_dim_index(node, x, consts)
+    if picked is None:
         low.fail("a gather that is not a strided view of its input")
-    return view
+    dim, idx = picked
+    runs = _runs(idx)
+    if len(runs) > 16:
+        low.fail(f"a gather along dim {dim} in {len(runs)} pieces")
+    out_shape = _shape(val)
+    y = low.new_ref(out_shape, low.dense_like(x, out_shape))
+    for start, first, length, step in runs:  # e.g. torch.roll (Swin): two slices per dim
+        src_shape = list(x.shape)
+        src_shape[dim] = length
+        src_strides = list(x.strides)
+        src_strides[dim] = x.strides[dim] * step
+        src = Ref(
+            shape=tuple(src_shape),
+            strides=tuple(src_strides),
+            buf=x.buf,
+            offset=x.offset + first * x.strides[dim],
+        )
+        dst = Ref(
+            shape=tuple(src_shape),
+            strides=y.strides,
+            buf=y.buf,
+            offset=y.offset + start * y.strides[dim],
+        )
+        low.emit("copy", [src], dst)
+    return y
+
+
+def _one_dim_index(node, x: Ref, consts) -> tuple[int, list[int]] | None:
+    """(dim, indices) when the op picks along one dim with a 1-D index, else None."""
+    if str(node.target) == "aten.index_select.default":
+        dim, index = int(consts[0]) % x.ndim, consts[1]
+    else:
+        given = [(d, t) for d, t in enumerate(consts[0]) if t is not None]
+        if len(given) != 1:
+            return None
+        dim, index = given[0]
+    if index.ndim != 1 or index.dtype.is_floating_point or index.dtype == _bool_dtype():
+        return None
+    n = x.shape[dim]
+    return dim, [int(i) % n for i in index.tolist()]
+
+
+def _bool_dtype():
+    import torch
+
+    return torch.bool
+
+
+def _runs(idx: list[int]) -> list[tuple[int, int, int, int]]:
+    """Split indices into arithmetic runs: (output start, first index, length, step >= 0)."""
+    runs: list[tuple[int, int, int, int]] = []
+    i = 0
+    while i < len(idx):
+        step = idx[i + 1] - idx[i] if i + 1 < len(idx) else 1
+        if step < 0:
+            step = 1
+        j = i + 1
+        while j < len(idx) and idx[j] - idx[j - 1] == step:
+            j += 1
+        runs.append((i, idx[i], j - i, step if j - i > 1 else 1))
+        i = j
+    return runs
 
 
 def _flatten_refs(x):
