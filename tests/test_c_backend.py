@@ -350,3 +350,26 @@ def test_resize_matches_pytorch(tmp_path, resize) -> None:
             return torch.nn.functional.interpolate(self.conv(x), **resize) * 2.0
 
     _custom_matches(Resize(), (3, 10, 12), tmp_path)
+
+
+@needs_cc
+def test_gathers_norm_conv1d_match_pytorch(tmp_path) -> None:
+    """torch.roll (Swin), unfold into patches (MobileViTv2), F.normalize (XCiT), Conv1d (ECA)."""
+    import torch
+    import torch.nn.functional as F
+
+    class Mixed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.eca = torch.nn.Conv1d(1, 1, 3, padding=1, bias=False)
+
+        def forward(self, x):
+            x = self.conv(x)  # [1, 8, 8, 8]
+            x = torch.roll(x, shifts=(-3, 2), dims=(2, 3))
+            gate = self.eca(x.mean((2, 3)).view(1, 1, -1)).sigmoid().view(1, -1, 1, 1)
+            x = x * gate
+            patches = F.unfold(x, kernel_size=2, stride=2)  # [1, 32, 16]
+            return F.normalize(patches, dim=1) + patches.sum(1, keepdim=True)
+
+    _custom_matches(Mixed(), (3, 8, 8), tmp_path)
