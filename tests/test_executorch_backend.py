@@ -38,10 +38,10 @@ def test_xnnpack_fp32_dynamic_batch_runs_two_batch_sizes(export_json, tmp_path):
 
 
 def test_xnnpack_int8_from_image_folder(export_json, tmp_path, image_folder):
-    out = tmp_path / "effnet_int8.pte"
+    out = tmp_path / "resnet_int8.pte"
     data = export_json(
         "executorch",
-        "test_efficientnet",
+        "test_resnet",
         "-o",
         out,
         "--mode",
