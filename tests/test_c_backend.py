@@ -373,3 +373,21 @@ def test_gathers_norm_conv1d_match_pytorch(tmp_path) -> None:
             return F.normalize(patches, dim=1) + patches.sum(1, keepdim=True)
 
     _custom_matches(Mixed(), (3, 8, 8), tmp_path)
+
+
+# families the C target learned from the coverage sweep (benchmarks/c_coverage.py): ECA's
+# Conv1d, MobileViTv2's unfold, XCiT's L2 normalize; the smallest variant of each
+NEW_FAMILIES = [
+    ("ecaresnet26t", ["--input-size", "3", "128", "128"]),
+    ("mobilevitv2_050", []),
+    ("xcit_nano_12_p16_224", []),
+]
+
+
+@needs_cc
+@pytest.mark.slow
+@pytest.mark.parametrize(("model", "extra"), NEW_FAMILIES, ids=[m for m, _ in NEW_FAMILIES])
+def test_new_family(export_json, tmp_path, model, extra) -> None:
+    data = export_json("c", model, "-o", tmp_path / "out", *extra)
+    assert_passed(data)
+    assert data["verify"]["top1_agree"] == 1.0, f"top-1 differs: {data['verify']}"
