@@ -253,6 +253,9 @@ CONV_SHAPES = [
     (32, 32, 3, 19, 16, (16, 16), (0, 0, 0, 0), (1, 1), 1),
     (5, 13, 7, 45, 5, (1, 1), (2, 2, 2, 2), (1, 2), 1),
     (7, 7, 64, 100, 1, (2, 2), (0, 0, 0, 0), (1, 1), 1),
+    # one-sided paddings: only the padded border of the scratch image is zeroed
+    (6, 7, 5, 18, 3, (1, 1), (1, 0, 0, 2), (1, 1), 1),
+    (9, 8, 4, 16, 3, (2, 1), (0, 2, 1, 0), (1, 1), 1),
 ]
 
 
@@ -269,7 +272,7 @@ def test_conv2d_fast_vs_ref(lib, shape):
             ("clamp", T.RES_NONE, 0, 0),
         ):
             d = conv_desc(
-                2 if k == 1 else 1,
+                2 if k == 1 or pad[0] != pad[2] else 1,  # batch 2: scratch reused per image
                 h,
                 w,
                 ic,

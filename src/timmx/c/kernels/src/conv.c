@@ -88,12 +88,18 @@ static void run_gemm(const txk_context* ctx, const rows_desc* rd, size_t kc, siz
   size_t b0, p0, b, i;
   for (b0 = 0; b0 < nb; b0 += cb) {
     const size_t b1 = b0 + cb < nb ? b0 + cb : nb;
+    size_t oh = 0, ow = 0; /* (row, column) of pixel p0: no division per row pointer */
     for (p0 = 0; p0 < rd->m; p0 += mr_max) {
       const size_t mr = rd->m - p0 < mr_max ? rd->m - p0 : mr_max;
       for (i = 0; i < mr_max; i++) {
-        const size_t p = p0 + (i < mr ? i : mr - 1);
-        const size_t oh = p / rd->row_w, ow = p % rd->row_w;
         a[i] = rd->base + oh * rd->step_h + ow * rd->step_w;
+        /* rows >= mr repeat the last valid row; a full tile steps on to the next p0 */
+        if (i + 1 < mr || (i + 1 == mr_max && mr == mr_max)) {
+          if (++ow == rd->row_w) {
+            ow = 0;
+            oh++;
+          }
+        }
       }
       for (b = b0; b < b1; b += nr_blocks) {
         const size_t oc = b * 16;
@@ -153,7 +159,7 @@ static int conv_dw(const txk_context* ctx, const txk_conv2d_desc* d, const float
 
 int txk_conv2d(const txk_context* ctx, const txk_conv2d_desc* d, const float* x,
                const float* w_packed, float* y, const float* residual, void* scratch) {
-  size_t xs, ys, rs, icg, ocg, nb, block_floats, hp, wp, n, g, ks, kc, s;
+  size_t xs, ys, rs, icg, ocg, nb, block_floats, wp, n, g, ks, kc, s;
   ptrdiff_t off[TXK_MAX_SEGMENTS];
   if (!txk_ctx_ok(ctx) || txk_conv2d_check(d) != TXK_OK || x == NULL || w_packed == NULL ||
       y == NULL)
@@ -172,7 +178,6 @@ int txk_conv2d(const txk_context* ctx, const txk_conv2d_desc* d, const float* x,
   ocg = (size_t)(d->out_c / d->groups);
   nb = (ocg + 15) / 16;
   block_floats = 16 * (1 + (size_t)d->kh * d->kw * icg);
-  hp = (size_t)d->in_h + d->pad_top + d->pad_bottom;
   wp = (size_t)d->in_w + d->pad_left + d->pad_right;
   for (n = 0; n < (size_t)d->n; n++) {
     const float* img = x + n * (size_t)d->in_h * d->in_w * xs;
@@ -182,10 +187,18 @@ int txk_conv2d(const txk_context* ctx, const txk_conv2d_desc* d, const float* x,
       float* sp = (float*)scratch;
       const size_t c = (size_t)d->in_c;
       size_t ih, iw;
-      memset(sp, 0, hp * wp * c * sizeof(float));
+      /* zero only the border (top/bottom rows, left/right columns): the
+       * interior is overwritten by the copy, so it is written once, not twice */
+      memset(sp, 0, (size_t)d->pad_top * wp * c * sizeof(float));
+      memset(sp + ((size_t)d->pad_top + d->in_h) * wp * c, 0,
+             (size_t)d->pad_bottom * wp * c * sizeof(float));
       for (ih = 0; ih < (size_t)d->in_h; ih++) {
-        float* dst = sp + ((ih + d->pad_top) * wp + d->pad_left) * c;
+        float* row = sp + (ih + d->pad_top) * wp * c;
+        float* dst = row + (size_t)d->pad_left * c;
         const float* src = img + ih * (size_t)d->in_w * xs;
+        if (d->pad_left) memset(row, 0, (size_t)d->pad_left * c * sizeof(float));
+        if (d->pad_right)
+          memset(dst + (size_t)d->in_w * c, 0, (size_t)d->pad_right * c * sizeof(float));
         if (xs == c) {
           memcpy(dst, src, (size_t)d->in_w * c * sizeof(float));
         } else {
