@@ -32,7 +32,7 @@ from timmx.export.calibration import (
     verify_quantized,
 )
 from timmx.export.litert_backend import quiet_native_output, static_image_size
-from timmx.export.options import build_command
+from timmx.export.options import DynamicBatchOpt, build_command
 from timmx.export.torch_export_backend import batch_dim_spec, validate_dynamic_batch
 from timmx.export.types import Device
 from timmx.export.verify import (
@@ -228,12 +228,7 @@ class ExecuTorchBackend(ExportBackend):
                     show_default=False,
                 ),
             ] = None,
-            dynamic_batch: Annotated[
-                bool,
-                typer.Option(
-                    "--dynamic-batch", help="Symbolic batch size (needs --batch-size >= 2)."
-                ),
-            ] = False,
+            dynamic_batch: DynamicBatchOpt = False,
             calibration_data: CalibrationDataOpt = None,
             calibration_samples: CalibrationSamplesOpt = None,
             calibration_steps: CalibrationStepsOpt = None,

@@ -9,7 +9,7 @@ import typer
 
 from timmx.errors import ConfigurationError
 from timmx.export.base import ExportBackend
-from timmx.export.options import build_command
+from timmx.export.options import DynamicBatchOpt, build_command
 from timmx.export.torch_export_backend import batch_dim_spec, validate_dynamic_batch
 from timmx.export.verify import (
     VerifyReport,
@@ -110,13 +110,7 @@ class OnnxBackend(ExportBackend):
             opset: Annotated[int, typer.Option(help=f"ONNX opset (>= {MIN_OPSET}).")] = (
                 DEFAULT_OPSET
             ),
-            dynamic_batch: Annotated[
-                bool,
-                typer.Option(
-                    "--dynamic-batch",
-                    help="Symbolic batch size (needs --batch-size >= 2).",
-                ),
-            ] = False,
+            dynamic_batch: DynamicBatchOpt = False,
             external_data: Annotated[
                 bool,
                 typer.Option("--external-data", help="Store weights in <output>.data beside it."),

@@ -81,6 +81,12 @@ def common_options(
     """Declares the shared options; never called."""
 
 
+# Shared by the backends whose artifacts can take any batch size.
+DynamicBatchOpt = Annotated[
+    bool,
+    typer.Option("--dynamic-batch", help="Symbolic batch size (needs --batch-size >= 2)."),
+]
+
 COMMON_PARAMETERS = tuple(inspect.signature(common_options).parameters.values())
 COMMON_NAMES = frozenset(p.name for p in COMMON_PARAMETERS)
 

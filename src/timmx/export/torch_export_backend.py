@@ -8,7 +8,7 @@ import typer
 
 from timmx.errors import ConfigurationError
 from timmx.export.base import ExportBackend
-from timmx.export.options import build_command
+from timmx.export.options import DynamicBatchOpt, build_command
 from timmx.export.verify import (
     VerifyReport,
     verification_batch_sizes,
@@ -60,13 +60,7 @@ class TorchExportBackend(ExportBackend):
         """The ``timmx export torch-export`` command."""
 
         def options(
-            dynamic_batch: Annotated[
-                bool,
-                typer.Option(
-                    "--dynamic-batch",
-                    help="Symbolic batch size (needs --batch-size >= 2).",
-                ),
-            ] = False,
+            dynamic_batch: DynamicBatchOpt = False,
             strict: Annotated[
                 bool,
                 typer.Option("--strict", help="Use torch.export's strict (TorchDynamo) mode."),
