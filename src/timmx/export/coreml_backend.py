@@ -20,6 +20,7 @@ import typer
 from timmx.errors import ConfigurationError, ExportError
 from timmx.export.base import ExportBackend, installed_version
 from timmx.export.options import build_command
+from timmx.export.types import ComputePrecision
 from timmx.export.verify import (
     VerifyReport,
     unchecked,
@@ -54,13 +55,6 @@ class ConvertTo(StrEnum):
 
     mlprogram = "mlprogram"
     neuralnetwork = "neuralnetwork"
-
-
-class ComputePrecision(StrEnum):
-    """Precision of an ML Program's weights and activations."""
-
-    float16 = "float16"
-    float32 = "float32"
 
 
 SUFFIXES = {ConvertTo.mlprogram: ".mlpackage", ConvertTo.neuralnetwork: ".mlmodel"}

@@ -34,7 +34,7 @@ from timmx.export.calibration import (
 from timmx.export.litert_backend import quiet_native_output, static_image_size
 from timmx.export.options import DynamicBatchOpt, build_command
 from timmx.export.torch_export_backend import batch_dim_spec, validate_dynamic_batch
-from timmx.export.types import Device
+from timmx.export.types import ComputePrecision, Device
 from timmx.export.verify import (
     VerifyReport,
     unchecked,
@@ -58,13 +58,6 @@ class ExecuTorchMode(StrEnum):
     fp32 = "fp32"
     fp16 = "fp16"
     int8 = "int8"
-
-
-class ComputePrecision(StrEnum):
-    """Core ML compute precision."""
-
-    float16 = "float16"
-    float32 = "float32"
 
 
 def _quantizer(delegate: Delegate, per_channel: bool):

@@ -9,3 +9,10 @@ class Device(StrEnum):
     cpu = "cpu"
     cuda = "cuda"
     mps = "mps"
+
+
+class ComputePrecision(StrEnum):
+    """Core ML compute precision (Core ML exports and ExecuTorch's Core ML delegate)."""
+
+    float16 = "float16"
+    float32 = "float32"
