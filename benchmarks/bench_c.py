@@ -163,11 +163,11 @@ def bench_model(name: str, runs: int, cflags: list[str], work: Path) -> dict:
     import onnxruntime as ort
     import torch
 
+    from timmx.backends._onnx_graph import export_onnx
     from timmx.c.build import build_demo, require_compiler, run_demo
     from timmx.c.export import export_c
-    from timmx.export.common import prepare_model
-    from timmx.export.job import CommonOptions
-    from timmx.export.onnx_backend import export_onnx
+    from timmx.core.job import CommonOptions
+    from timmx.core.model import prepare_model
 
     torch.manual_seed(0)
     prepared = prepare_model(name, CommonOptions())

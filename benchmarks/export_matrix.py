@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 import timmx
-from timmx.export.registry import default_registry
+from timmx.core.registry import default_registry
 
 
 def _value(text: str) -> object:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from timmx.cli import app
+from timmx.cli.app import app
 
 
 @pytest.fixture

@@ -1,13 +1,17 @@
 """Fake backends for exercising the pipeline's failure paths (registered by fixtures only)."""
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
-import typer
+from timmx.core.backend import ExportBackend
+from timmx.core.options import option
+from timmx.core.verify import verify_with_runner
 
-from timmx.export.base import ExportBackend
-from timmx.export.options import build_command
-from timmx.export.verify import verify_with_runner
+
+@dataclass
+class FakeOptions:
+    level: int = option(1, "A number.", min=1)
+    shout: bool = option(False, "A flag.", "--shout")
 
 
 class FakeBackend(ExportBackend):
@@ -16,19 +20,12 @@ class FakeBackend(ExportBackend):
     name = "fake"
     help = "A fake format used by the tests."
     suffix = ".fake"
+    Options = FakeOptions
 
     def __init__(self, behaviour: str = "ok", requires: tuple[str, ...] = ()) -> None:
         self.behaviour = behaviour
         self.requires = requires
         self.extra = "fake" if requires else None
-
-    def create_command(self):
-        def options(
-            level: Annotated[int, typer.Option(min=1, help="A number.")] = 1,
-            shout: Annotated[bool, typer.Option("--shout", help="A flag.")] = False,
-        ) -> None: ...
-
-        return build_command(self, options)
 
     def convert(self, job, artifact: Path) -> None:
         artifact.write_bytes(b"partial")

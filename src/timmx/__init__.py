@@ -3,8 +3,7 @@
 ``import timmx`` stays light: torch and the converters load only when an export runs.
 """
 
-__version__ = "0.1.0"
-
+from timmx._version import __version__
 from timmx.api import backends, export
 from timmx.errors import (
     ConfigurationError,

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from timmx.export.result import ExportResult
+    from timmx.core.result import ExportResult
 
 
 def backends() -> list[str]:
     """The names of the available export formats."""
-    from timmx.export.registry import default_registry
+    from timmx.core.registry import default_registry
 
     return default_registry().names()
 
@@ -26,12 +26,8 @@ def export(
     choices raise :class:`timmx.ConfigurationError`; failed exports raise
     :class:`timmx.ExportError`. Returns an :class:`ExportResult`.
     """
-    from timmx.export.job import coerce_options
-    from timmx.export.options import command_parameters
-    from timmx.export.pipeline import run_export
-    from timmx.export.registry import default_registry
+    from timmx.core.pipeline import run_export
+    from timmx.core.registry import default_registry
 
     backend = default_registry().get(format)
-    supplied = dict(options, model=model, output=output)
-    values = coerce_options(command_parameters(backend.create_command()), supplied)
-    return run_export(backend, values)
+    return run_export(backend, model, {"output": output, **options})

@@ -1,4 +1,8 @@
-"""User-facing errors. The CLI prints them without a traceback and exits with code 2."""
+"""User-facing errors. The CLI prints them without a traceback and exits with code 2.
+
+Every error pickles with its attributes, so an export that runs in a child process (see
+:mod:`timmx.core.isolation`) raises the same error in the parent.
+"""
 
 
 class TimmxError(Exception):
@@ -22,6 +26,9 @@ class DependencyError(ConfigurationError):
             f"  {install}"
         )
 
+    def __reduce__(self):
+        return (type(self), (self.backend, self.missing, self.install))
+
 
 class ExportError(TimmxError):
     """The conversion itself failed."""
@@ -33,3 +40,6 @@ class VerificationError(ExportError):
     def __init__(self, message: str, report: object | None = None) -> None:
         super().__init__(message)
         self.report = report
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.report))

@@ -1,0 +1,52 @@
+"""What the CLI does around a command: errors, the export summary and JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+
+from timmx.cli.console import console, err_console, status
+from timmx.core.backend import ExportBackend
+from timmx.errors import TimmxError
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Print TimmxErrors on stderr without a traceback and exit 2 (130 on Ctrl-C).
+
+    Set TIMMX_DEBUG=1 to see the traceback instead.
+    """
+    try:
+        yield
+    except TimmxError as exc:
+        if os.environ.get("TIMMX_DEBUG"):
+            raise
+        err_console.print(f"Error: {exc}", markup=False, style="red", soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err_console.print("Interrupted; nothing was written.", markup=False)
+        raise typer.Exit(130) from None
+
+
+def run_export_command(backend: ExportBackend, model: str, values: dict[str, Any]) -> None:
+    """The body of every ``timmx export <format>`` command."""
+    from timmx.core.pipeline import run_export
+    from timmx.core.result import summary_lines
+
+    as_json = bool(values.get("json_output"))
+
+    def progress(message: str):
+        return status(message, quiet=as_json)
+
+    with user_errors():
+        result = run_export(backend, model, values, progress=progress)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+        return
+    for line in summary_lines(result):
+        console.print(line, markup=False, soft_wrap=True)
