@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "c_kernels"))
 import txk_ctypes as T
 
 SELFTEST = Path(__file__).resolve().parent / "c_kernels" / "txk_selftest.c"
-PORTABLE = ["core.c", "ref.c", "conv.c", "ops.c", "f32-scalar.c"]
+PORTABLE = ["core.c", "ref.c", "conv.c", "ops.c", "f32-scalar.c", "weights.c"]
 
 
 def build_and_run(cc: str, out: Path, flags: list[str]) -> str:

@@ -8,7 +8,11 @@ Header (little-endian)::
     16  u64      payload bytes
     24  u64      checksum: Fletcher-64 over the payload's u32 words (a += w; b += a; b<<32 | a)
     32  u64      layout id: a hash of the model's weights layout (rejects another model's file)
-    40  u8[24]   reserved, zero
+    40  u8[24]   reserved, zero (the loader rejects a header whose reserved bytes are not zero)
+    64  payload  exactly ``payload bytes``; nothing follows it (the loader rejects trailing bytes)
+
+The loader is ``txk_weights_check`` in the kernel library (kernels/src/weights.c), which every
+generated ``<prefix>_check_weights`` calls; keep the two in step (and bump VERSION on any change).
 """
 
 import hashlib

@@ -4,6 +4,8 @@
  * API changes: (any signature change after the first commit is listed here)
  *   - 0.2: new kernel family TXK_FAMILY_ROWOP (TXK_FAMILY_COUNT 3 -> 4, so txk_context
  *     grows by one pointer; no existing signature or semantics changed).
+ *   - 0.3: txk_weights_check (the weights-blob validation every generated model
+ *     used to carry a copy of) and its status codes TXK_EWEIGHTS_*; additions only.
  *
  * Conventions (hold for every function below):
  *   - float32, NHWC activations ("pixel-major": element (n, h, w, c) lives at
@@ -24,13 +26,14 @@
 #define TIMMX_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define TXK_VERSION_MAJOR 0
-#define TXK_VERSION_MINOR 2
+#define TXK_VERSION_MINOR 3
 
 /* Packed weight layouts use blocks of TXK_BLOCK output channels (zero padded),
  * and every packed / scratch buffer must be aligned to TXK_ALIGN bytes. */
@@ -44,7 +47,13 @@ typedef enum txk_status {
   TXK_OK = 0,
   TXK_EINVAL = -1,       /* inconsistent descriptor / shapes / NULL pointer */
   TXK_EUNSUPPORTED = -2, /* valid request the library does not implement    */
-  TXK_EALIGN = -3        /* a packed or scratch buffer is not TXK_ALIGN-aligned */
+  TXK_EALIGN = -3,       /* a packed or scratch buffer is not TXK_ALIGN-aligned */
+  /* txk_weights_check (the generated models return the same values as <P>_EWEIGHTS_*) */
+  TXK_EWEIGHTS_SIZE = -10,     /* blob shorter or longer than header + payload      */
+  TXK_EWEIGHTS_MAGIC = -11,    /* not a timmx weights blob                          */
+  TXK_EWEIGHTS_VERSION = -12,  /* another format version or header size             */
+  TXK_EWEIGHTS_CHECKSUM = -13, /* corrupted: payload checksum or reserved header bytes */
+  TXK_EWEIGHTS_MODEL = -14     /* another model's weights (payload size, layout id) */
 } txk_status;
 
 const char* txk_status_string(int status);
@@ -373,6 +382,57 @@ int txk_vexp(const txk_context* ctx, size_t count, const float* x, float* y);
 int txk_verf(const txk_context* ctx, size_t count, const float* x, float* y);
 int txk_vtanh(const txk_context* ctx, size_t count, const float* x, float* y);
 int txk_vsigmoid(const txk_context* ctx, size_t count, const float* x, float* y);
+
+/* ------------------------------------------------------------------------ */
+/* Weights blob validation (src/weights.c)                                  */
+/* ------------------------------------------------------------------------ */
+/* A weights blob is a header followed by the payload (all little-endian; the
+ * writer is src/timmx/c/emit/weights.py):
+ *
+ *   offset  size  field
+ *   0       8     magic "TIMMXWT\0"
+ *   8       4     u32 format version (TXK_WEIGHTS_VERSION)
+ *   12      4     u32 header bytes (TXK_WEIGHTS_HEADER_SIZE = 64)
+ *   16      8     u64 payload bytes (a multiple of 4)
+ *   24      8     u64 checksum: Fletcher-64 over the payload's little-endian u32
+ *                 words w_i: a += w_i; b += a (both mod 2^32); checksum = b << 32 | a
+ *   32      8     u64 layout id (a hash of the model's weights layout)
+ *   40      24    reserved: must be zero (bytes 40 .. header bytes - 1)
+ *   64      ...   payload, exactly `payload bytes` long; nothing follows it
+ */
+#define TXK_WEIGHTS_VERSION 1u
+#define TXK_WEIGHTS_HEADER_SIZE 64u
+
+/* What a model expects of its blob (the generated <P>_WEIGHTS_* macros). */
+typedef struct txk_weights_expect {
+  uint32_t version;      /* format version                              */
+  uint32_t header_size;  /* header bytes, >= 40                         */
+  uint64_t payload_size; /* payload bytes, a multiple of 4              */
+  uint64_t layout_id;    /* the model's layout id                       */
+} txk_weights_expect;
+
+/* Validate `blob_size` bytes at `blob` against `expect`. Reads only
+ * blob[0 .. blob_size) (never past it, whatever the header says), allocates
+ * nothing, keeps no state; any alignment. Checks, in this order, and returns
+ * the first failure:
+ *   TXK_EINVAL             blob or expect is NULL, expect->header_size < 40 or
+ *                          expect->payload_size is not a multiple of 4
+ *   TXK_EWEIGHTS_SIZE      blob_size < expect->header_size
+ *   TXK_EWEIGHTS_MAGIC     bytes 0..7 are not the magic
+ *   TXK_EWEIGHTS_VERSION   version != expect->version, or the header-bytes
+ *                          field != expect->header_size
+ *   TXK_EWEIGHTS_MODEL     payload-bytes field != expect->payload_size
+ *   TXK_EWEIGHTS_SIZE      blob_size != header bytes + payload bytes
+ *                          (truncated file, or trailing bytes)
+ *   TXK_EWEIGHTS_CHECKSUM  a reserved header byte (40 .. header bytes - 1) is
+ *                          not zero
+ *   TXK_EWEIGHTS_MODEL     layout id != expect->layout_id
+ *   TXK_EWEIGHTS_CHECKSUM  the payload's checksum != the header's
+ *   TXK_OK                 otherwise: the payload is blob + header bytes. */
+int txk_weights_check(const void* blob, size_t blob_size, const txk_weights_expect* expect);
+/* The checksum above over n bytes (n a multiple of 4; a trailing 1..3 bytes
+ * are ignored). Exposed for tests and tools. */
+uint64_t txk_weights_fletcher64(const void* data, size_t n);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,11 @@ const char* txk_status_string(int status) {
     case TXK_EINVAL: return "invalid argument";
     case TXK_EUNSUPPORTED: return "unsupported";
     case TXK_EALIGN: return "misaligned packed or scratch buffer";
+    case TXK_EWEIGHTS_SIZE: return "weights: wrong size (truncated file or trailing bytes)";
+    case TXK_EWEIGHTS_MAGIC: return "weights: not a timmx weights file";
+    case TXK_EWEIGHTS_VERSION: return "weights: unsupported format version";
+    case TXK_EWEIGHTS_CHECKSUM: return "weights: corrupted (checksum or reserved header bytes)";
+    case TXK_EWEIGHTS_MODEL: return "weights: made for another model";
     default: return "unknown status";
   }
 }
