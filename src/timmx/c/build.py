@@ -20,7 +20,7 @@ SANITIZE_FLAGS = (
     "-g",
     "-fsanitize=address,undefined",
     "-fno-omit-frame-pointer",
-    "-fno-sanitize-recover=undefined",
+    "-fno-sanitize-recover=all",
 )
 
 
