@@ -13,7 +13,7 @@ from timmx.backends.ncnn import NCNN_FILES, unlowered_operators
 from timmx.core.registry import create_builtin_registry
 from timmx.core.tolerances import tolerance_for
 
-EXPECTED_FILES = sorted([*NCNN_FILES, "metadata.json"])
+EXPECTED_FILES = sorted([*NCNN_FILES, "timmx.json"])
 
 
 def test_help_lists_ncnn_options(cli, monkeypatch) -> None:
@@ -51,7 +51,7 @@ def test_export_runs_in_ncnn(export_json, tmp_path: Path, model, args, precision
     assert leftovers(tmp_path) == ["out"], (
         f"pnnx left files beside the output: {leftovers(tmp_path)}"
     )
-    meta = json.loads((out / "metadata.json").read_text())
+    meta = json.loads((out / "timmx.json").read_text())
     assert meta["model"] == model, f"metadata names {meta['model']}"
     assert meta["fp16_weights"] == ("false" if args else "true"), f"fp16 flag: {meta}"
     assert meta["ncnn_input"] == "in0" and meta["ncnn_output"] == "out0", f"blobs: {meta}"

@@ -116,7 +116,7 @@ def test_output_under_a_file_is_rejected(cli, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     result = cli("export", "onnx", "test_resnet", "-o", blocker / "m.onnx")
-    assert_user_error(result, "Cannot create output folder")
+    assert_user_error(result, "is a file, not a folder")
 
 
 def test_output_that_is_a_directory_is_rejected(cli, tmp_path):

@@ -4,7 +4,8 @@ pnnx traces nothing itself: timmx traces the model with TorchScript, runs pnnx's
 converter inside a private work folder (it writes its intermediates next to its input), checks
 that every expected file was written and that every operator was lowered to an ncnn layer (pnnx
 exits 0 even when it leaves operators it cannot convert), and keeps only the ncnn files plus
-``metadata.json``. Verification runs the result with the ``ncnn`` Python runtime.
+``timmx.json`` (the metadata; it also marks the folder as a timmx export). Verification runs
+the result with the ``ncnn`` Python runtime.
 """
 
 import json
@@ -15,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from timmx.core.backend import DependencyStatus, ExportBackend, installed_version
+from timmx.core.backend import MARKER_FILE, DependencyStatus, ExportBackend, installed_version
 from timmx.core.options import option
 from timmx.core.verify import VerifyReport, verify_with_runner
 from timmx.errors import ConfigurationError, ExportError
@@ -23,7 +24,7 @@ from timmx.errors import ConfigurationError, ExportError
 PARAM_FILE = "model.ncnn.param"
 BIN_FILE = "model.ncnn.bin"
 PY_FILE = "model_ncnn.py"
-METADATA_FILE = "metadata.json"
+METADATA_FILE = MARKER_FILE  # timmx.json: the metadata, also marking the folder as ours
 NCNN_FILES = (PARAM_FILE, BIN_FILE, PY_FILE)
 INPUT_BLOB = "in0"
 OUTPUT_BLOB = "out0"
@@ -72,7 +73,7 @@ def pnnx_executable() -> Path:
 
 def export_ncnn(prepared, directory: Path, *, fp16: bool = True) -> dict[str, object]:
     """Convert ``prepared`` into ``directory`` (which must exist): the ncnn param/bin, pnnx's
-    ``model_ncnn.py`` example and ``metadata.json``. Returns what the metadata file holds.
+    ``model_ncnn.py`` example and ``timmx.json``. Returns what the metadata file holds.
 
     The model is traced, pnnx runs in a temporary folder beside ``directory`` and everything it
     writes besides the three ncnn files is deleted. Raises ExportError when pnnx fails, leaves a
@@ -133,6 +134,7 @@ def export_ncnn(prepared, directory: Path, *, fp16: bool = True) -> dict[str, ob
     metadata: dict[str, object] = dict(prepared.metadata())
     metadata.update(
         {
+            "format": "ncnn",
             "ncnn_input": INPUT_BLOB,
             "ncnn_output": OUTPUT_BLOB,
             "ncnn_input_shape": json.dumps(list(prepared.input_size)),
@@ -220,7 +222,7 @@ class NcnnBackend(ExportBackend):
         return "fp16" if job.options.fp16 else "fp32"
 
     def convert(self, job, artifact: Path) -> None:
-        """Trace, run pnnx in a private folder, keep the ncnn files and metadata.json."""
+        """Trace, run pnnx in a private folder, keep the ncnn files and timmx.json."""
         export_ncnn(job.model, artifact, fp16=job.options.fp16)
         job.details["files"] = ", ".join([*NCNN_FILES, METADATA_FILE])
         job.notes.append(f"metadata in {METADATA_FILE} (ncnn has no metadata field)")

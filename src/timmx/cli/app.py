@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import platform
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from timmx._version import __version__
-from timmx.cli.commands import export_command, flags
+from timmx.cli.commands import common_parameters, export_command, flags, model_parameter
 from timmx.cli.console import console
 from timmx.cli.output import user_errors
 from timmx.core.backend import installed_version
@@ -97,25 +98,33 @@ def list_models(
         typer.echo(f"No timm model matches {pattern!r}.", err=True)
 
 
-@app.command()
-def info(
-    model: Annotated[str, typer.Argument(help="timm model name.")],
-    pretrained: Annotated[
-        bool,
-        typer.Option("--pretrained", help="Describe the pretrained weights (downloads)."),
-    ] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-) -> None:
+def info(model: str, json_output: bool = False, **weights: Any) -> None:
     """Describe a timm model: architecture, parameters, input, preprocessing, classes."""
     from timmx.core.info import describe_model
 
     with user_errors():
-        description = describe_model(model, pretrained)
+        description = describe_model(model, **weights)
     if json_output:
-        typer.echo(json.dumps(description))
+        typer.echo(json.dumps(description, default=str))
         return
     for key, value in description.items():
         console.print(f"{key:<16} {value}", markup=False, soft_wrap=True)
+
+
+# `timmx info` takes the export flags that change the model, declared once in CommonOptions.
+info.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [
+        model_parameter("timm model name."),
+        *common_parameters("pretrained", "checkpoint", "num_classes", "in_chans"),
+        inspect.Parameter(
+            "json_output",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=False,
+            annotation=Annotated[bool, typer.Option("--json", help="Print one JSON object.")],
+        ),
+    ]
+)
+app.command()(info)
 
 
 CORE_PACKAGES = ("torch", "torchvision", "timm", "numpy", "typer", "rich")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -16,6 +17,8 @@ from timmx.core.options import OptionSpec, specs
 def typer_parameter(spec: OptionSpec) -> inspect.Parameter:
     """One option spec as a Typer-annotated keyword parameter."""
     annotation = spec.annotation
+    if spec.base_type is Path:  # parsed in core, so `-o ""` is not silently "."
+        annotation = str | None if spec.optional else str
     declared = typer.Option(
         *spec.info.flags, help=spec.info.help, show_default=spec.info.show_default
     )
@@ -27,13 +30,19 @@ def typer_parameter(spec: OptionSpec) -> inspect.Parameter:
     )
 
 
-def model_parameter() -> inspect.Parameter:
+def model_parameter(help: str = MODEL_HELP) -> inspect.Parameter:
     """The positional MODEL argument of every export command."""
     return inspect.Parameter(
         "model",
         inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        annotation=Annotated[str, typer.Argument(help=MODEL_HELP, show_default=False)],
+        annotation=Annotated[str, typer.Argument(help=help, show_default=False)],
     )
+
+
+def common_parameters(*names: str) -> list[inspect.Parameter]:
+    """Some of the shared options as Typer parameters (for commands other than export)."""
+    by_name = {spec.name: spec for spec in specs(CommonOptions)}
+    return [typer_parameter(by_name[name]) for name in names]
 
 
 def export_command(backend: ExportBackend) -> Callable[..., None]:

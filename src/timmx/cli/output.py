@@ -10,14 +10,16 @@ from typing import Any
 
 import typer
 
-from timmx.cli.console import console, err_console, status
+from timmx.cli.console import Spinner, console, err_console
 from timmx.core.backend import ExportBackend
+from timmx.core.isolation import Terminated
 from timmx.errors import TimmxError
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Print TimmxErrors on stderr without a traceback and exit 2 (130 on Ctrl-C).
+    """Print TimmxErrors on stderr without a traceback and exit 2 (130 on Ctrl-C, 143 on
+    SIGTERM).
 
     Set TIMMX_DEBUG=1 to see the traceback instead.
     """
@@ -28,9 +30,11 @@ def user_errors() -> Iterator[None]:
             raise
         err_console.print(f"Error: {exc}", markup=False, style="red", soft_wrap=True)
         raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        err_console.print("Interrupted; nothing was written.", markup=False)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        what = "Terminated" if terminated else "Interrupted"
+        err_console.print(f"{what}; nothing was written.", markup=False)
+        raise typer.Exit(143 if terminated else 130) from None
 
 
 def run_export_command(backend: ExportBackend, model: str, values: dict[str, Any]) -> None:
@@ -39,12 +43,8 @@ def run_export_command(backend: ExportBackend, model: str, values: dict[str, Any
     from timmx.core.result import summary_lines
 
     as_json = bool(values.get("json_output"))
-
-    def progress(message: str):
-        return status(message, quiet=as_json)
-
-    with user_errors():
-        result = run_export(backend, model, values, progress=progress)
+    with user_errors(), Spinner(quiet=as_json) as spinner:
+        result = run_export(backend, model, values, progress=spinner.update)
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
         return

@@ -292,14 +292,11 @@ def _load_tensor(path: Path, expected: tuple[int, ...] | None):
     """Load a calibration tensor (weights_only) and check its shape against ``expected``."""
     import torch
 
-    try:
-        tensor = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ConfigurationError(
-            f"Cannot load calibration tensor {path}: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}; save one with "
-            "torch.save(tensor, path), shape (N, C, H, W)."
-        ) from exc
+    from timmx.core.checkpoint import safe_torch_load
+
+    tensor = safe_torch_load(
+        path, "calibration tensor", "Save one with torch.save(tensor, path), shape (N, C, H, W)."
+    )
     if not isinstance(tensor, torch.Tensor):
         raise ConfigurationError(
             f"Calibration file {path} holds a {type(tensor).__name__}, not a tensor; save a "

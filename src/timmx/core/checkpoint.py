@@ -37,6 +37,22 @@ def _strip_prefixes(state_dict: dict) -> dict:
     return state_dict
 
 
+def safe_torch_load(path: Path, what: str, fix: str):
+    """``torch.load(path, weights_only=True)`` with errors a user can act on.
+
+    A file holding pickled Python objects (code that could run on load) is refused and said to
+    be so; anything else unreadable is called corrupt. ``what`` names the file ("checkpoint",
+    "calibration tensor"), ``fix`` says how to make a good one. Nothing of torch's own advice
+    (to load with ``weights_only=False``, the unsafe option) reaches the user.
+    """
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt, truncated or unsafe (pickled code) files
+        raise ConfigurationError(f"Could not read {what} {path}: {_explain(exc, fix)}") from exc
+
+
 def load_state_dict(path: Path) -> dict:
     """Read a state_dict from a .safetensors file or a torch file (``weights_only=True``).
 
@@ -45,30 +61,28 @@ def load_state_dict(path: Path) -> dict:
     """
     if not path.is_file():
         raise ConfigurationError(f"Checkpoint {path} does not exist or is not a file.")
+    fix = "Save one with torch.save(model.state_dict(), path) or safetensors' save_file."
+    if path.suffix != ".safetensors":
+        return _strip_prefixes(_unwrap(safe_torch_load(path, "checkpoint", fix), path))
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+        from safetensors.torch import load_file
 
-            obj = load_file(str(path), device="cpu")
-        else:
-            import torch
-
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, truncated or unsafe (pickled code) files
-        raise ConfigurationError(f"Could not read checkpoint {path}: {_explain(exc)}") from exc
+        obj = load_file(str(path), device="cpu")
+    except Exception as exc:  # corrupt or truncated
+        raise ConfigurationError(f"Could not read checkpoint {path}: {_explain(exc, fix)}") from exc
     return _strip_prefixes(_unwrap(obj, path))
 
 
-def _explain(exc: Exception) -> str:
-    text = str(exc)
-    if "Unsupported global" in text:
+def _explain(exc: BaseException, fix: str) -> str:
+    # torch 2.6-2.12 say "Unsupported global", 2.13 "unsupported GLOBAL": match either case.
+    if "unsupported global" in str(exc).lower():
         return (
-            "it holds pickled Python objects, which timmx refuses to load (weights_only=True). "
-            "Re-save the weights alone: torch.save(model.state_dict(), path), or use .safetensors."
+            "it holds pickled Python objects besides tensors, which timmx refuses to load "
+            "(weights_only=True: loading them could run code). Re-save the tensors alone: "
+            "torch.save(model.state_dict(), path), or use .safetensors."
         )
     return (
-        f"it is corrupt, truncated or not a PyTorch/safetensors checkpoint ({type(exc).__name__}). "
-        "Save one with torch.save(model.state_dict(), path) or safetensors' save_file."
+        f"it is corrupt, truncated or not a PyTorch/safetensors file ({type(exc).__name__}). " + fix
     )
 
 

@@ -2,26 +2,42 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from timmx.errors import ConfigurationError
 
 
 def list_model_names(pattern: str | None, pretrained_only: bool) -> list[str]:
     """timm model names matching a substring or glob pattern."""
-    from timmx._torch_env import import_timm
+    from timmx.core.model_index import model_index
 
-    timm = import_timm()
     if pattern and not any(ch in pattern for ch in "*?["):
         pattern = f"*{pattern}*"
-    return list(timm.list_models(pattern or "*", pretrained=pretrained_only))
+    return model_index().list(pattern or "*", pretrained=pretrained_only)
 
 
-def describe_model(name: str, pretrained: bool) -> dict[str, object]:
-    """Architecture, parameter count, input and preprocessing facts, classes, weights source."""
-    from timmx.core.job import CommonOptions
+def describe_model(
+    name: str,
+    pretrained: bool = False,
+    *,
+    checkpoint: str | Path | None = None,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+) -> dict[str, object]:
+    """Architecture, parameter count, input and preprocessing facts, classes, weights source.
+
+    ``checkpoint``, ``num_classes`` and ``in_chans`` describe the model as ``timmx export``
+    would build it with the same flags.
+    """
+    from timmx.core.job import CommonOptions, validate_common
     from timmx.core.model import check_model_name, prepare_model
+    from timmx.core.options import parse_options
 
+    given = {"checkpoint": checkpoint, "num_classes": num_classes, "in_chans": in_chans}
+    common = parse_options(CommonOptions, {"pretrained": pretrained, "reparam": False, **given})
+    validate_common(common)
     check_model_name(name)
-    prepared = prepare_model(name, CommonOptions(pretrained=pretrained, reparam=False))
+    prepared = prepare_model(name, common)
     model = prepared.module
     cfg = getattr(model, "pretrained_cfg", None) or {}
     params = sum(p.numel() for p in model.parameters())

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from timmx.core.backend import ExportBackend
+from timmx.core.backend import ExportBackend, installed_version
 from timmx.core.options import option
 from timmx.core.types import Device
 from timmx.errors import ConfigurationError
@@ -80,6 +82,46 @@ class ExportJob:
         return self.prepared
 
 
+def unavailable_device(device: Device) -> str | None:
+    """Why ``device`` certainly cannot work here, found without importing torch (else None)."""
+    if device == Device.cuda:
+        version = installed_version("torch") or ""
+        if "+cpu" in version:
+            return f"this PyTorch ({version}) is a CPU-only build"
+        nvidia = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia0")
+        if (
+            sys.platform.startswith("linux")
+            and "+rocm" not in version
+            and not any(Path(p).exists() for p in nvidia)
+        ):
+            return "no NVIDIA driver is loaded on this machine"
+    if device == Device.mps and sys.platform != "darwin":
+        return "MPS exists only on Apple silicon Macs"
+    return None
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_input_memory(common: CommonOptions) -> None:
+    if common.input_size is None:
+        return
+    c, h, w = common.input_size
+    needed = 4 * common.batch_size * c * h * w
+    total = physical_memory()
+    if total is not None and needed > total:
+        raise ConfigurationError(
+            f"--input-size {c} {h} {w} with --batch-size {common.batch_size} is a "
+            f"{needed / 2**30:.1f} GiB float32 input tensor alone, more than this machine's "
+            f"{total / 2**30:.1f} GiB of memory; use a smaller --input-size."
+        )
+
+
 def validate_common(common: CommonOptions, backend: ExportBackend | None = None) -> None:
     """Reject invalid combinations of the shared options (cheap; no torch import).
 
@@ -123,6 +165,7 @@ def validate_common(common: CommonOptions, backend: ExportBackend | None = None)
     for name, value in (("--atol", common.atol), ("--rtol", common.rtol)):
         if value is not None and value < 0:
             raise ConfigurationError(f"{name} must be >= 0, got {value}.")
+    _check_input_memory(common)
     if backend is not None and common.device not in backend.devices:
         if Device.cpu in backend.devices:
             raise ConfigurationError(
@@ -133,4 +176,11 @@ def validate_common(common: CommonOptions, backend: ExportBackend | None = None)
         raise ConfigurationError(
             f"The {backend.name} backend needs --device {wanted}: add --device {wanted} "
             f"(got --device {common.device.value})."
+        )
+    problem = unavailable_device(common.device)
+    if problem:
+        what = "an NVIDIA GPU with CUDA" if common.device == Device.cuda else "Apple's MPS"
+        raise ConfigurationError(
+            f"--device {common.device.value} needs {what}: {problem}. Export on the CPU "
+            "(drop --device) or on a machine that has it."
         )

@@ -15,15 +15,18 @@ SAMPLE_SEED = 0
 
 
 def check_model_name(name: str) -> None:
-    """Raise a ConfigurationError naming close matches when timm does not know ``name``."""
-    from timmx._torch_env import import_timm
+    """Raise a ConfigurationError naming close matches when timm does not know ``name``.
 
-    timm = import_timm()
+    Answered from the model index (no torch import once it is cached).
+    """
+    from timmx.core.model_index import model_index
+
     if name.startswith(("hf-hub:", "hf_hub:", "local-dir:")):
         return
-    if timm.is_model(name.split(".", 1)[0]):
+    index = model_index()
+    if index.is_model(name):
         return
-    close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+    close = difflib.get_close_matches(name, index.models, n=5, cutoff=0.6)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     raise ConfigurationError(
         f"Unknown model {name!r}.{hint} Run `timmx list PATTERN` to search timm's models."
@@ -123,8 +126,7 @@ def export_wrapper(model, mean, std, normalize: bool, softmax: bool):
     class ExportWrapper(torch.nn.Module):
         """The timm model with optional baked-in normalization and softmax."""
 
-        normalize: torch.jit.Final[bool]
-        softmax: torch.jit.Final[bool]
+        __constants__ = ["normalize", "softmax"]  # TorchScript folds the branches
 
         def __init__(self) -> None:
             super().__init__()
@@ -134,7 +136,7 @@ def export_wrapper(model, mean, std, normalize: bool, softmax: bool):
             self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
             self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def forward(self, x):
             if self.normalize:
                 x = (x - self.mean) / self.std
             x = self.model(x)
@@ -182,7 +184,13 @@ def create_timm_model(name: str, common: CommonOptions):
         fixed = bool(cfg and getattr(cfg, "fixed_input_size", False))
         if fixed and tuple(common.input_size[1:]) != tuple(cfg.input_size[1:]):
             kwargs["img_size"] = tuple(common.input_size[1:])
+    needs_download = common.pretrained or name.startswith(("hf-hub:", "hf_hub:"))
     try:
+        if needs_download:
+            from timmx.core.hub import pretrained_access
+
+            with pretrained_access(timm, name):
+                return timm.create_model(name, **kwargs)
         return timm.create_model(name, **kwargs)
     except (RuntimeError, OSError, ValueError, TypeError, AssertionError) as exc:
         what = "download or load pretrained weights" if common.pretrained else "create"
