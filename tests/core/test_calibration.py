@@ -275,7 +275,7 @@ def test_bad_tensor_files(tmp_path, payload, message):
 def test_unloadable_tensor_file(tmp_path):
     path = tmp_path / "calib.pt"
     path.write_bytes(b"garbage")
-    with pytest.raises(ConfigurationError, match="Could not read calibration tensor .*corrupt"):
+    with pytest.raises(ConfigurationError, match=r"Could not read calibration tensor .*corrupt"):
         validate_calibration(make_job(calibration_data=path), needs_calibration=True, allowed=True)
 
 
