@@ -8,8 +8,8 @@ group. The parent only waits: on SIGINT or SIGTERM it kills the child's whole gr
 and cleans up; if the parent itself is killed, the kernel kills the child
 (``PR_SET_PDEATHSIG``). The child reports progress and its result through a pipe.
 
-Elsewhere (another OS, a process with threads, where forking is unsafe, or
-``TIMMX_IN_PROCESS=1``) the work runs in this process.
+Elsewhere (another OS, a process with threads, where forking is unsafe, ``TIMMX_IN_PROCESS=1``
+or ``TIMMX_DEBUG=1``, which wants the converter's tracebacks) the work runs in this process.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ class Terminated(KeyboardInterrupt):
 
 def fork_safe() -> bool:
     """Whether the export may run in a forked child: Linux, one thread, not switched off."""
-    if os.environ.get("TIMMX_IN_PROCESS") or not sys.platform.startswith("linux"):
+    if os.environ.get("TIMMX_IN_PROCESS") or os.environ.get("TIMMX_DEBUG"):
+        return False  # asked for (a debugger, tracebacks through the converter)
+    if not sys.platform.startswith("linux"):
         return False
     if threading.active_count() != 1:
         return False
@@ -146,11 +148,11 @@ def run_isolated(
     if pid == 0:  # the child
         os.close(read_fd)
         _child(write_fd, work, parent)
-    os.close(write_fd)
-    with contextlib.suppress(OSError):
-        os.setpgid(pid, pid)  # also here: no window in which a kill misses the group
     outcome: tuple[str, object] | None = None
     try:
+        os.close(write_fd)
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)  # also here: no window in which a kill misses the group
         while True:
             message = _receive(read_fd)
             if message is None:
@@ -169,7 +171,7 @@ def run_isolated(
     if outcome is None:
         raise ExportError(
             f"{what} {_describe_death(status)}; nothing was written. Run with TIMMX_DEBUG=1 "
-            "TIMMX_IN_PROCESS=1 to see the converter's own output."
+            "to see the converter's own output."
         )
     kind, payload = outcome
     if kind == "error":
