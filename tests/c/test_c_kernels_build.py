@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "c_kernels"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "kernels"))
 import txk_ctypes as T
 
-SELFTEST = Path(__file__).resolve().parent / "c_kernels" / "txk_selftest.c"
+SELFTEST = Path(__file__).resolve().parent / "kernels" / "txk_selftest.c"
 PORTABLE = ["core.c", "ref.c", "conv.c", "ops.c", "f32-scalar.c", "weights.c"]
 
 

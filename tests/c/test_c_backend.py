@@ -12,7 +12,7 @@ import pytest
 from conftest import assert_passed, leftovers
 
 from timmx.c.build import build_demo, find_compiler, run_demo
-from timmx.export.registry import create_builtin_registry
+from timmx.core.registry import create_builtin_registry
 
 TINY_MODELS = [
     "test_byobnet",
@@ -43,7 +43,7 @@ def resnet_c(tmp_path_factory) -> tuple[Path, dict]:
     """test_resnet exported once for the artifact tests."""
     from typer.testing import CliRunner
 
-    from timmx.cli import app
+    from timmx.cli.app import app
 
     out = tmp_path_factory.mktemp("c") / "test_resnet_c"
     result = CliRunner().invoke(app, ["export", "c", "test_resnet", "-o", str(out), "--json"])
@@ -169,8 +169,8 @@ def test_weights_loader_rejects_bad_files(resnet_c, tmp_path) -> None:
 def test_sanitizers(tmp_path, model) -> None:
     from timmx.c.build import SANITIZE_FLAGS
     from timmx.c.export import c_runner, export_c
-    from timmx.export.common import prepare_model
-    from timmx.export.job import CommonOptions
+    from timmx.core.job import CommonOptions
+    from timmx.core.model import prepare_model
 
     probe = subprocess.run(
         [*CC, "-fsanitize=address,undefined", "-x", "c", "-", "-o", str(tmp_path / "probe")],
@@ -308,7 +308,7 @@ def _custom_matches(module, input_size, tmp_path, atol=1e-4) -> None:
     import torch
 
     from timmx.c.export import c_runner, export_c
-    from timmx.export.common import PreparedModel
+    from timmx.core.model import PreparedModel
 
     prepared = PreparedModel(
         name="custom", module=module.eval(), input_size=input_size, batch_size=1, device="cpu",

@@ -1,4 +1,4 @@
-"""libFuzzer runs of the C target's two parsers of untrusted bytes (harnesses in tests/c_fuzz/):
+"""libFuzzer runs of the C target's two parsers of untrusted bytes (harnesses in tests/c/fuzz/):
 
 * fuzz_weights: txk_weights_check (the kernel library's weights-blob validation) on any bytes;
 * fuzz_ppm: the generated demo's input reader (main.c's PPM parser + resize, and the raw path),
@@ -20,7 +20,7 @@ import pytest
 
 import timmx.c
 
-FUZZ_DIR = Path(__file__).resolve().parent / "c_fuzz"
+FUZZ_DIR = Path(__file__).resolve().parent / "fuzz"
 KERNELS = Path(timmx.c.__file__).resolve().parent / "kernels"
 FUZZ_SECONDS = int(os.environ.get("TIMMX_FUZZ_SECONDS", "60"))
 FLAGS = [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-KERNELS_DIR = Path(__file__).resolve().parents[2] / "src" / "timmx" / "c" / "kernels"
+KERNELS_DIR = Path(__file__).resolve().parents[3] / "src" / "timmx" / "c" / "kernels"
 INCLUDE_DIR = KERNELS_DIR / "include"
 SRC_DIR = KERNELS_DIR / "src"
 CFLAGS = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-fPIC"]

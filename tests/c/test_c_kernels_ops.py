@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "c_kernels"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "kernels"))
 import txk_ctypes as T
 
 RNG = np.random.default_rng(4321)
