@@ -106,6 +106,19 @@ def test_torchscript_script_method_and_metadata(export_json, tmp_path):
     assert json.loads(files["metadata.json"])["model"] == "test_resnet", files
 
 
+@pytest.mark.parametrize("flags", [["--normalize"], ["--softmax"], ["--normalize", "--softmax"]])
+def test_torchscript_script_method_with_the_wrapper(export_json, tmp_path, flags):
+    """The normalize/softmax wrapper is scriptable (it was not: 'python value of type bool')."""
+    out = tmp_path / "m.pt"
+    data = export_json("torchscript", "test_resnet", "-o", out, "--method", "script", *flags)
+    assert_passed(data, max_abs=1e-5)
+    files = {"metadata.json": ""}
+    torch.jit.load(str(out), _extra_files=files)
+    meta = json.loads(files["metadata.json"])
+    assert meta["normalize_baked_in"] == str("--normalize" in flags).lower(), meta
+    assert meta["softmax_baked_in"] == str("--softmax" in flags).lower(), meta
+
+
 def test_torch_export_metadata_and_strict(export_json, tmp_path):
     out = tmp_path / "m.pt2"
     data = export_json("torch-export", "test_resnet", "-o", out, "--strict")

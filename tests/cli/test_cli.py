@@ -4,7 +4,10 @@ import json
 import subprocess
 import sys
 
+import torch
+
 import timmx
+from timmx._torch_env import import_timm
 from timmx.core.registry import default_registry
 
 CORE_FORMATS = {"onnx", "torch-export", "torchscript"}
@@ -106,6 +109,22 @@ def test_info_json(cli):
     assert data["mean"] == [0.5, 0.5, 0.5] and data["interpolation"] == "bicubic", data
     assert data["feature_dim"] == 64, data
     assert data["weights"] == "random init", data
+
+
+def test_info_describes_the_model_as_exported(cli, tmp_path):
+    """--num-classes, --in-chans and --checkpoint change what info describes, as in export."""
+    result = cli("info", "test_resnet", "--num-classes", "7", "--in-chans", "1", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["num_classes"] == 7 and data["input_size"][0] == 1, data
+    assert len(data["mean"]) == 1, data
+    model = import_timm().create_model("test_resnet", num_classes=10)
+    checkpoint = tmp_path / "ten.pth"
+    torch.save(model.state_dict(), checkpoint)
+    result = cli("info", "test_resnet", "--num-classes", "10", "--checkpoint", checkpoint, "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["num_classes"] == 10 and data["weights"] == "checkpoint ten.pth", data
 
 
 def test_info_unknown_model(cli):

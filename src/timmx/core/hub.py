@@ -22,7 +22,11 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 
 def hub_endpoint() -> str:
     """The Hugging Face endpoint huggingface_hub uses (``HF_ENDPOINT`` or huggingface.co)."""
-    return os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
+    return constants.ENDPOINT
 
 
 def reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
