@@ -73,9 +73,9 @@ def _kernel_dir() -> Path:
 def _sources_hash(cc: list[str], flags: tuple[str, ...]) -> str:
     h = hashlib.sha256()
     kdir = _kernel_dir()
-    for p in sorted([*(kdir / "src").iterdir(), *(kdir / "include").iterdir()]):
+    for p in sorted([*(kdir / "src").rglob("*"), *(kdir / "include").rglob("*")]):
         if p.suffix in (".c", ".h", ".inc"):
-            h.update(p.name.encode())
+            h.update(p.relative_to(kdir).as_posix().encode())
             h.update(p.read_bytes())
     h.update(compiler_id(cc).encode())
     h.update(" ".join([*cc, *flags]).encode())

@@ -44,7 +44,7 @@ def kernel_sources() -> list[Path]:
 def kernel_headers() -> list[Path]:
     """Headers of the kernel library (public and internal)."""
     return sorted((KERNELS_DIR / "include").glob("*.h")) + sorted(
-        p for p in (KERNELS_DIR / "src").iterdir() if p.suffix in (".h", ".inc")
+        p for p in (KERNELS_DIR / "src").rglob("*") if p.suffix in (".h", ".inc")
     )
 
 
@@ -248,9 +248,11 @@ def generate(
         (kdir / "src").mkdir(parents=True, exist_ok=True)
         for p in sorted((KERNELS_DIR / "include").glob("*.h")):
             shutil.copy2(p, kdir / "include" / p.name)
-        for p in sorted((KERNELS_DIR / "src").iterdir()):
+        for p in sorted((KERNELS_DIR / "src").rglob("*")):  # headers may sit in subfolders
             if p.suffix in (".c", ".h", ".inc"):
-                shutil.copy2(p, kdir / "src" / p.name)
+                dst = kdir / "src" / p.relative_to(KERNELS_DIR / "src")
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(p, dst)
         files.append("kernels/")
     return Generated(
         prefix=prefix,
