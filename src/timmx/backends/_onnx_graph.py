@@ -72,11 +72,17 @@ def set_metadata(proto, metadata: dict[str, str]) -> None:
         prop.key, prop.value = key, value
 
 
-def onnxruntime_runner(path: Path):
-    """A function running the ONNX file on CPU with onnxruntime."""
+def onnxruntime_runner(path: Path, threads: int | None = None):
+    """A function running the ONNX file on CPU with onnxruntime (``threads`` intra-op)."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    session = ort.InferenceSession(
+        str(path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
     name = session.get_inputs()[0].name
 
     def run(x):

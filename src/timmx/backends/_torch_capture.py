@@ -75,3 +75,14 @@ def static_image_size(module, input_size: tuple[int, ...]):
 def to_nhwc(x):
     """(N, C, H, W) -> (N, H, W, C), contiguous."""
     return x.permute(0, 2, 3, 1).contiguous()
+
+
+def torch_runner(module, device: str):
+    """A function running a loaded torch module on numpy batches (numpy out)."""
+    import torch
+
+    def run(x):
+        with torch.inference_mode():
+            return module(torch.from_numpy(x).to(device)).float().cpu().numpy()
+
+    return run

@@ -1,6 +1,7 @@
 """Plain C (a directory): generated model source + weights + the timmx kernel library,
 compiled with the system C compiler and checked against PyTorch."""
 
+import contextlib
 import re
 import tempfile
 from dataclasses import dataclass
@@ -117,19 +118,23 @@ class CBackend(ExportBackend):
         )
         job.notes.append(f"build: cd {job.output} && make && ./{generated.prefix}_demo ...")
 
-    def verify(self, job, artifact: Path) -> VerifyReport:
-        """Compile with the system C compiler, run on the sample input, compare with PyTorch."""
-        from timmx.c.build import compiler_id, require_compiler
+    @contextlib.contextmanager
+    def runtime(self, job, artifact: Path, *, threads: int | None = None):
+        """The generated program built with the system C compiler (one thread for now)."""
+        from timmx.c.build import require_compiler
         from timmx.c.export import c_runner
 
         cc = require_compiler()
         with tempfile.TemporaryDirectory(prefix="timmx-c-build-") as tmp:
-            runner = c_runner(
-                artifact, self.prefix(job), Path(tmp), nhwc_input=job.options.nhwc_input, cc=cc
-            )
+            prefix, nhwc = self.prefix(job), job.options.nhwc_input
+            yield c_runner(artifact, prefix, Path(tmp), nhwc_input=nhwc, cc=cc)
+
+    def verify(self, job, artifact: Path) -> VerifyReport:
+        """Compile with the system C compiler, run on the sample input, compare with PyTorch."""
+        from timmx.c.build import compiler_id, require_compiler
+
+        runtime = "C (" + compiler_id(require_compiler()).split(" (")[0] + ")"
+        with self.runtime(job, artifact) as run:
             return verify_with_runner(
-                job,
-                runner,
-                "C (" + compiler_id(cc).split(" (")[0] + ")",
-                note="compiled with -O2; kernels picked for this CPU at init",
+                job, run, runtime, note="compiled with -O2; kernels picked for this CPU at init"
             )

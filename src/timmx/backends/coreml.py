@@ -6,6 +6,7 @@ structure checked (names, shapes, types, op count, quantized weights, metadata),
 says plainly that the numerics were not checked.
 """
 
+import contextlib
 import platform
 from dataclasses import dataclass
 from enum import StrEnum
@@ -567,14 +568,24 @@ class CoreMLBackend(ExportBackend):
             batch_upper_bound=opts.batch_upper_bound,
         )
         job.details["structure"] = summary
+        with self.runtime(job, artifact) as runner:
+            if runner is None:
+                return unchecked(
+                    RUNTIME,
+                    f"Core ML prediction needs macOS; on {platform.system() or 'this OS'} only "
+                    "the saved model's structure was checked (see structure)",
+                    self.precision(job),
+                )
+            sizes = verification_batch_sizes(prepared.batch_size, opts.dynamic_batch)
+            sizes = tuple(size for size in sizes if size <= opts.batch_upper_bound)
+            return verify_with_runner(job, runner, RUNTIME, batch_sizes=sizes, note=summary)
+
+    @contextlib.contextmanager
+    def runtime(self, job, artifact: Path, *, threads: int | None = None):
+        """Core ML on the CPU (macOS only; elsewhere None)."""
         if platform.system() != "Darwin":
-            return unchecked(
-                RUNTIME,
-                f"Core ML prediction needs macOS; on {platform.system() or 'this OS'} only the "
-                "saved model's structure was checked (see structure)",
-                self.precision(job),
-            )
-        runner = coreml_runner(artifact, unique_labels(prepared.labels) if classifier else None)
-        sizes = verification_batch_sizes(prepared.batch_size, opts.dynamic_batch)
-        sizes = tuple(size for size in sizes if size <= opts.batch_upper_bound)
-        return verify_with_runner(job, runner, RUNTIME, batch_sizes=sizes, note=summary)
+            yield None
+            return
+        classifier = bool(job.details.get("classifier"))
+        labels = unique_labels(job.model.labels) if classifier else None
+        yield coreml_runner(artifact, labels)

@@ -12,6 +12,7 @@ timmx's metadata is stored in the program as a constant method ``timmx_metadata`
 a JSON string.
 """
 
+import contextlib
 import json
 import platform
 from dataclasses import dataclass
@@ -285,16 +286,27 @@ class ExecuTorchBackend(ExportBackend):
                 ", minimum deployment target iOS 17" if mode == ExecuTorchMode.int8 else ""
             )
 
+    @contextlib.contextmanager
+    def runtime(self, job, artifact: Path, *, threads: int | None = None):
+        """executorch.runtime (XNNPACK); Core ML-delegated programs only on macOS."""
+        if Delegate(job.options.delegate) == Delegate.coreml and platform.system() != "Darwin":
+            yield None
+            return
+        yield executorch_runner(artifact)
+
     def verify(self, job, artifact: Path) -> VerifyReport:
         """Run with executorch.runtime (XNNPACK); Core ML programs only on macOS."""
+        with self.runtime(job, artifact) as runner:
+            return self._verify(job, runner)
+
+    def _verify(self, job, runner) -> VerifyReport:
         delegate, mode = Delegate(job.options.delegate), ExecuTorchMode(job.options.mode)
-        if delegate == Delegate.coreml and platform.system() != "Darwin":
+        if runner is None:
             return unchecked(
                 "executorch.runtime (Core ML delegate)",
                 "Core ML delegate programs run only on macOS/iOS; verify on a Mac.",
                 self.precision(job),
             )
-        runner = executorch_runner(artifact)
         if mode == ExecuTorchMode.fp32 and delegate == Delegate.xnnpack:
             sizes = verification_batch_sizes(job.common.batch_size, job.options.dynamic_batch)
             return verify_with_runner(job, runner, "executorch.runtime", batch_sizes=sizes)

@@ -15,6 +15,7 @@ Modes:
 flatbuffer's metadata table under the name ``timmx``.
 """
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -184,7 +185,7 @@ def io_types(path: Path) -> tuple[str, str]:
     return np.dtype(source).name, np.dtype(target).name
 
 
-def litert_runner(path: Path, *, nhwc_input: bool = False):
+def litert_runner(path: Path, *, nhwc_input: bool = False, threads: int | None = None):
     """A function running the .tflite file in the LiteRT interpreter on float32 NCHW batches.
 
     int8 inputs are quantized and int8 outputs dequantized with the tensors' own parameters.
@@ -193,7 +194,7 @@ def litert_runner(path: Path, *, nhwc_input: bool = False):
     from ai_edge_litert.interpreter import Interpreter
 
     with quiet():
-        interpreter = Interpreter(model_path=str(path))
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
         interpreter.allocate_tensors()
     source = interpreter.get_input_details()[0]
     target = interpreter.get_output_details()[0]
@@ -264,11 +265,15 @@ class LiteRTBackend(ExportBackend):
                     "their (scale, zero_point)"
                 )
 
+    @contextlib.contextmanager
+    def runtime(self, job, artifact: Path, *, threads: int | None = None):
+        """The LiteRT interpreter (XNNPACK on the CPU; ``threads``: its num_threads)."""
+        yield litert_runner(artifact, nhwc_input=job.options.nhwc_input, threads=threads)
+
     def verify(self, job, artifact: Path) -> VerifyReport:
         """Run in the LiteRT interpreter; quantized modes are compared with fp32 PyTorch."""
         mode = LiteRTMode(job.options.mode)
-        with quiet():
-            runner = litert_runner(artifact, nhwc_input=job.options.nhwc_input)
+        with self.runtime(job, artifact) as runner, quiet():
             if mode == LiteRTMode.fp32:
                 return verify_with_runner(job, runner, "ai-edge-litert")
             return verify_quantized(job, runner, "ai-edge-litert", mode.value)

@@ -8,6 +8,7 @@ exits 0 even when it leaves operators it cannot convert), and keeps only the ncn
 the result with the ``ncnn`` Python runtime.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -227,8 +228,13 @@ class NcnnBackend(ExportBackend):
         job.details["files"] = ", ".join([*NCNN_FILES, METADATA_FILE])
         job.notes.append(f"metadata in {METADATA_FILE} (ncnn has no metadata field)")
 
+    @contextlib.contextmanager
+    def runtime(self, job, artifact: Path, *, threads: int | None = None):
+        """The ncnn runtime (fp32 exports run with fp16 storage/arithmetic off)."""
+        yield ncnn_runner(artifact, fp16=job.options.fp16, threads=threads)
+
     def verify(self, job, artifact: Path) -> VerifyReport:
         """Run in ncnn and compare (tolerance per precision, top-1 must agree)."""
-        fp16 = job.options.fp16
-        note = None if fp16 else "ncnn run with fp16 storage/arithmetic off"
-        return verify_with_runner(job, ncnn_runner(artifact, fp16=fp16), "ncnn", note=note)
+        note = None if job.options.fp16 else "ncnn run with fp16 storage/arithmetic off"
+        with self.runtime(job, artifact) as run:
+            return verify_with_runner(job, run, "ncnn", note=note)

@@ -1,5 +1,6 @@
 """ONNX (.onnx) via the dynamo exporter, simplified with onnxslim, checked, run in onnxruntime."""
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,9 +60,13 @@ class OnnxBackend(ExportBackend):
             slim=job.options.slim,
         )
 
+    @contextlib.contextmanager
+    def runtime(self, job, artifact: Path, *, threads: int | None = None):
+        """onnxruntime on the CPU."""
+        yield onnxruntime_runner(artifact, threads)
+
     def verify(self, job, artifact: Path) -> VerifyReport:
         """Run in onnxruntime (CPU) and compare; a second batch size when dynamic."""
         sizes = verification_batch_sizes(job.common.batch_size, job.options.dynamic_batch)
-        return verify_with_runner(
-            job, onnxruntime_runner(artifact), "onnxruntime", batch_sizes=sizes
-        )
+        with self.runtime(job, artifact) as run:
+            return verify_with_runner(job, run, "onnxruntime", batch_sizes=sizes)

@@ -1,5 +1,6 @@
 """torch.export ExportedProgram (.pt2)."""
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 from timmx.backends._torch_capture import (
     dynamic_batch_option,
     export_program,
+    torch_runner,
     validate_dynamic_batch,
 )
 from timmx.core.backend import ExportBackend
@@ -48,15 +50,17 @@ class TorchExportBackend(ExportBackend):
         extra = {METADATA_FILE: json.dumps(job.model.metadata())}
         torch.export.save(program, str(artifact), extra_files=extra)
 
-    def verify(self, job, artifact: Path) -> VerifyReport:
-        """Reload with torch.export.load and compare (and a second batch size if dynamic)."""
+    @contextlib.contextmanager
+    def runtime(self, job, artifact: Path, *, threads: int | None = None):
+        """torch.export.load (``threads``: torch's intra-op threads, for this process)."""
         import torch
 
-        module = torch.export.load(str(artifact)).module()
+        if threads:
+            torch.set_num_threads(threads)
+        yield torch_runner(torch.export.load(str(artifact)).module(), job.model.device)
 
-        def run(x):
-            with torch.inference_mode():
-                return module(torch.from_numpy(x).to(job.model.device)).float().cpu().numpy()
-
+    def verify(self, job, artifact: Path) -> VerifyReport:
+        """Reload with torch.export.load and compare (and a second batch size if dynamic)."""
         sizes = verification_batch_sizes(job.common.batch_size, job.options.dynamic_batch)
-        return verify_with_runner(job, run, "torch.export", batch_sizes=sizes)
+        with self.runtime(job, artifact) as run:
+            return verify_with_runner(job, run, "torch.export", batch_sizes=sizes)

@@ -1,10 +1,12 @@
 """TorchScript (.pt) via torch.jit.trace or torch.jit.script."""
 
+import contextlib
 import json
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from timmx.backends._torch_capture import torch_runner
 from timmx.core.backend import ExportBackend
 from timmx.core.options import option
 from timmx.core.verify import VerifyReport, verify_with_runner
@@ -54,15 +56,18 @@ class TorchScriptBackend(ExportBackend):
         """Write the TorchScript file."""
         export_torchscript(job.model, artifact, job.options.method)
 
-    def verify(self, job, artifact: Path) -> VerifyReport:
-        """Reload with torch.jit.load and compare."""
+    @contextlib.contextmanager
+    def runtime(self, job, artifact: Path, *, threads: int | None = None):
+        """torch.jit.load (``threads``: torch's intra-op threads, for this process)."""
         import torch
 
+        if threads:
+            torch.set_num_threads(threads)
         loaded = torch.jit.load(str(artifact), map_location=job.model.device)
         loaded.eval()
+        yield torch_runner(loaded, job.model.device)
 
-        def run(x):
-            with torch.inference_mode():
-                return loaded(torch.from_numpy(x).to(job.model.device)).float().cpu().numpy()
-
-        return verify_with_runner(job, run, "torch.jit")
+    def verify(self, job, artifact: Path) -> VerifyReport:
+        """Reload with torch.jit.load and compare."""
+        with self.runtime(job, artifact) as run:
+            return verify_with_runner(job, run, "torch.jit")

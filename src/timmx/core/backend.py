@@ -13,6 +13,10 @@ A backend is a class with a few declarations and two methods::
         def convert(self, job, artifact): ...   # write the artifact at a staging path
         def verify(self, job, artifact): ...    # run it in the format's runtime, compare
 
+and, where the format's runtime can run here, ``runtime(job, artifact, threads=None)``: a
+context manager yielding a function that runs the artifact (used by verification, by
+``--eval-data`` and by benchmarks).
+
 Capability flags (class attributes) tell the shared machinery what the format can do, so no
 backend repeats the checks: ``output_is_dir``, ``calibrates`` (int8 calibration flags, and
 ``--mean/--std`` without ``--normalize`` as calibration statistics), ``devices`` (where the
@@ -22,9 +26,11 @@ model may run during export). Built-in backends and plugins (entry point group
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -34,7 +40,7 @@ from timmx.core.types import Device
 
 if TYPE_CHECKING:
     from timmx.core.job import ExportJob
-    from timmx.core.verify import VerifyReport
+    from timmx.core.verify import Runner, VerifyReport
 
 # The marker file every directory artifact carries (format, model and metadata as JSON). An
 # existing folder is replaced only when its marker names the same format (or with --overwrite).
@@ -124,6 +130,18 @@ class ExportBackend(ABC):
         except (OSError, ValueError):
             return False
         return isinstance(marker, dict) and marker.get("format") == self.name
+
+    @contextlib.contextmanager
+    def runtime(
+        self, job: ExportJob, artifact: Path, *, threads: int | None = None
+    ) -> Iterator[Runner | None]:
+        """The artifact loaded in the format's own runtime, for the duration of the block.
+
+        Yields a function running a float32 NCHW numpy batch and returning the numpy output, or
+        None where the runtime cannot run on this machine (Core ML off macOS, TensorRT without
+        an NVIDIA GPU). ``threads`` sets the runtime's thread count where it has one.
+        """
+        yield None
 
     @abstractmethod
     def convert(self, job: ExportJob, artifact: Path) -> None:

@@ -100,6 +100,17 @@ def unavailable_device(device: Device) -> str | None:
     return None
 
 
+def require_device(device: Device) -> None:
+    """Raise a ConfigurationError when ``device`` certainly cannot work here (no torch)."""
+    problem = unavailable_device(device)
+    if problem:
+        what = "an NVIDIA GPU with CUDA" if device == Device.cuda else "Apple's MPS"
+        raise ConfigurationError(
+            f"--device {device.value} needs {what}: {problem}. Export on the CPU "
+            "(drop --device) or on a machine that has it."
+        )
+
+
 def physical_memory() -> int | None:
     """This machine's memory in bytes (None where the OS does not say)."""
     try:
@@ -176,11 +187,4 @@ def validate_common(common: CommonOptions, backend: ExportBackend | None = None)
         raise ConfigurationError(
             f"The {backend.name} backend needs --device {wanted}: add --device {wanted} "
             f"(got --device {common.device.value})."
-        )
-    problem = unavailable_device(common.device)
-    if problem:
-        what = "an NVIDIA GPU with CUDA" if common.device == Device.cuda else "Apple's MPS"
-        raise ConfigurationError(
-            f"--device {common.device.value} needs {what}: {problem}. Export on the CPU "
-            "(drop --device) or on a machine that has it."
         )

@@ -21,7 +21,7 @@ from typing import Any
 
 from timmx.core.backend import MARKER_FILE, ExportBackend
 from timmx.core.isolation import run_isolated, sigterm_as_interrupt
-from timmx.core.job import CommonOptions, ExportJob, validate_common
+from timmx.core.job import CommonOptions, ExportJob, require_device, validate_common
 from timmx.core.options import parse_options, reject_unknown, specs
 from timmx.core.quiet import quiet
 from timmx.core.result import ExportResult, path_size
@@ -178,6 +178,7 @@ def run_export(
     validate_common(job.common, backend)
     backend.validate(job)
     require_dependencies(backend)
+    require_device(job.common.device)
     check_model_name(job.model_name)
     job.output = resolve_output(job)
     with sigterm_as_interrupt(), Staging(job.output, is_dir=backend.writes_directory(job)) as stage:

@@ -5,6 +5,7 @@ each precision is represented: strongly typed networks, int8 by explicit Q/DQ qu
 verified by running it with TensorRT's runtime on the GPU against PyTorch.
 """
 
+import contextlib
 import importlib.util
 import json
 import shutil
@@ -350,12 +351,16 @@ class TensorRTBackend(ExportBackend):
             job.notes.append(f"ONNX intermediate kept: {onnx_path.name}")
         job.notes.append(f"build metadata: {artifact.name}{METADATA_SUFFIX}")
 
-    def verify(self, job, artifact: Path) -> VerifyReport:
-        """Deserialize and run the engine on the GPU; compare with PyTorch (true fp32)."""
-        runner = EngineRunner(
+    @contextlib.contextmanager
+    def runtime(self, job, artifact: Path, *, threads: int | None = None):
+        """The engine deserialized by TensorRT's runtime on the GPU."""
+        yield EngineRunner(
             artifact.read_bytes(), device=job.model.device, verbose=job.options.verbose
         )
-        with exact_fp32_torch():
+
+    def verify(self, job, artifact: Path) -> VerifyReport:
+        """Deserialize and run the engine on the GPU; compare with PyTorch (true fp32)."""
+        with self.runtime(job, artifact) as runner, exact_fp32_torch():
             return verify_with_runner(
                 job, runner, "tensorrt", batch_sizes=verification_batch_sizes(job)
             )
