@@ -1,20 +1,29 @@
-"""Micro-benchmark of the timmx C kernels (GFLOP/s per enumerated kernel, one thread).
+"""Micro-benchmark of the timmx C kernels, one thread: every micro-kernel the library
+enumerates (txk_ukernel_count/get, i.e. the list src/timmx/c/kernels/src/internal/
+txk_ukernels.h) on model-sized cases of its family: GEMM and depthwise convs (GFLOP/s),
+elementwise activations and row ops (Gelem/s).
 
-Run: uv run python benchmarks/kernels/bench_kernels.py [--quick]
+Run: uv run python benchmarks/kernels/bench_kernels.py [--quick] [--filter TEXT]
+     [--kernels DIR]   (another copy of src/timmx/c/kernels, e.g. an older commit's, to
+                        compare before/after in one session: git archive <rev>
+                        src/timmx/c/kernels | tar -x -C /tmp/old)
 Peak on the reference Zen 5 core is about 230 GFLOP/s (AVX-512), ~120 for 256-bit code.
 """
 
 import argparse
 import ctypes as C
+import os
+import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "c_kernels"))
+sys.path.insert(0, str(ROOT / "tests" / "c" / "kernels"))
 sys.path.insert(0, str(ROOT / "src"))
 import txk_ctypes as T  # noqa: E402
 
@@ -61,15 +70,33 @@ def bench(fn, min_time: float) -> float:
     return best
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--filter", default="")
-    args = ap.parse_args()
-    min_time = 0.05 if args.quick else 0.3
-    lib = T.Lib(T.build_shared(Path(tempfile.mkdtemp()), extra=[]))
-    rng = np.random.default_rng(0)
-    print(f"{'conv':32s} {'kernel':42s} {'ms':>8s} {'GFLOP/s':>8s}")
+def build(kernels: Path, out: Path) -> Path:
+    """Compile kernels/src/*.c (as the generated Makefile does, plus -fPIC) into a .so."""
+    flags = [*T.CFLAGS, f"-I{kernels / 'include'}", f"-I{kernels / 'src'}"]
+
+    def one(src: Path) -> str:
+        obj = out / (src.stem + ".o")
+        subprocess.run(["gcc", *flags, "-c", str(src), "-o", str(obj)], check=True)
+        return str(obj)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as ex:
+        objs = list(ex.map(one, sorted((kernels / "src").glob("*.c"))))
+    lib = out / "libtxk.so"
+    subprocess.run(["gcc", "-shared", *objs, "-o", str(lib), "-lm"], check=True)
+    return lib
+
+
+def row(family: str, name: str, kname: str, t: float, work: float, unit: str) -> None:
+    print(f"{family:7s} {name:32s} {kname:42s} {t * 1e3:8.3f} {work / t / 1e9:8.2f} {unit}")
+
+
+def kernels_of(lib: T.Lib, family: int, quick: bool):
+    for idx, kname, isa, _, _ in lib.kernels(family):
+        if lib.supported(isa) and not (quick and isa == T.ISA_SCALAR):
+            yield kname, lib.context(family, idx)
+
+
+def bench_convs(lib: T.Lib, args, min_time: float, rng) -> None:
     for name, n, h, w, ic, oc, k, s, p, g, *rest in CONVS:
         act = rest[0] if rest else "relu"
         if args.filter not in name:
@@ -85,13 +112,9 @@ def main() -> None:
         scratch = T.aligned_empty(max(ss // 4, 1))
         y = np.empty(n * oh * ow * oc, np.float32)
         flops = 2.0 * n * oh * ow * oc * (ic // g) * k * k
-        fam = T.FAMILY_DWCONV if g == ic == oc else T.FAMILY_GEMM
-        for idx, kname, isa, _, _ in lib.kernels(fam):
-            if not lib.supported(isa):
-                continue
-            if isa == T.ISA_SCALAR and args.quick:
-                continue
-            ctx = lib.context(fam, idx)
+        dw = g == ic == oc
+        fam = T.FAMILY_DWCONV if dw else T.FAMILY_GEMM
+        for kname, ctx in kernels_of(lib, fam, args.quick):
             args_ = (C.byref(ctx), C.byref(d), T.ptr(x), T.ptr(packed), T.ptr(y), None)
             args_ += (T.ptr(scratch),)
 
@@ -99,8 +122,81 @@ def main() -> None:
                 rc = lib.lib.txk_conv2d(*a)
                 assert rc == 0, rc
 
-            t = bench(run, min_time)
-            print(f"{name:32s} {kname:42s} {t * 1e3:8.3f} {flops / t / 1e9:8.1f}", flush=True)
+            row("dwconv" if dw else "gemm", name, kname, bench(run, min_time), flops, "GFLOP/s")
+
+
+# name, act, elements (txk_unary: the VUNARY family)
+UNARY = [
+    ("silu 56x56x144", "silu", 56 * 56 * 144),
+    ("gelu 197x3072 (vit mlp)", "gelu", 197 * 3072),
+    ("hardswish 28x28x240", "hardswish", 28 * 28 * 240),
+    ("sigmoid 1x1x960 (se gate)", "sigmoid", 960),
+]
+# name, op, rows, c (txk_layernorm / txk_softmax / txk_binary: the ROWOP family)
+ROWOPS = [
+    ("layernorm 197x768 (vit)", "layernorm", 197, 768),
+    ("layernorm 3136x96 (convnext)", "layernorm", 3136, 96),
+    ("softmax 3x197x197 (vit attn)", "softmax", 3 * 197, 197),
+    ("add+relu 56x56x256 (resnet)", "add_relu", 56 * 56, 256),
+]
+
+
+def bench_unary(lib: T.Lib, args, min_time: float, rng) -> None:
+    for name, act, n in UNARY:
+        if args.filter not in name:
+            continue
+        x = rng.standard_normal(n).astype(np.float32)
+        y = np.empty_like(x)
+        for kname, ctx in kernels_of(lib, T.FAMILY_VUNARY, args.quick):
+            a = (C.byref(ctx), T.ACT[act], 0.0, 6.0, n, T.ptr(x), T.ptr(y))
+
+            def run(a=a):
+                assert lib.lib.txk_unary(*a) == 0
+
+            row("vunary", name, kname, bench(run, min_time), n, "Gelem/s")
+
+
+def bench_rowops(lib: T.Lib, args, min_time: float, rng) -> None:
+    for name, op, rows, c in ROWOPS:
+        if args.filter not in name:
+            continue
+        x = rng.standard_normal(rows * c).astype(np.float32)
+        b = rng.standard_normal(rows * c).astype(np.float32)
+        g = rng.standard_normal(c).astype(np.float32)
+        y = np.empty_like(x)
+        for kname, ctx in kernels_of(lib, T.FAMILY_ROWOP, args.quick):
+            if op == "layernorm":
+                a = (C.byref(ctx), rows, c, T.ptr(x), 0, T.ptr(y), 0, T.ptr(g), T.ptr(g))
+                a += (C.c_float(1e-6),)
+                fn = lib.lib.txk_layernorm
+            elif op == "softmax":
+                a = (C.byref(ctx), rows, c, T.ptr(x), 0, T.ptr(y), 0)
+                fn = lib.lib.txk_softmax
+            else:
+                d = T.BinaryDesc(T.BIN["add"], 1, rows, c, 0, c, 1, 0, c, 1, 0, c)
+                d.epilogue = T.Epilogue(T.ACT["relu"], 0, 0, 0)
+                a = (C.byref(ctx), C.byref(d), T.ptr(x), T.ptr(b), T.ptr(y))
+                fn = lib.lib.txk_binary
+
+            def run(fn=fn, a=a):
+                assert fn(*a) == 0
+
+            row("rowop", name, kname, bench(run, min_time), rows * c, "Gelem/s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="shorter runs, no scalar kernels")
+    ap.add_argument("--filter", default="", help="only cases whose name contains this")
+    ap.add_argument("--kernels", type=Path, default=T.KERNELS_DIR, help="kernel library dir")
+    args = ap.parse_args()
+    min_time = 0.05 if args.quick else 0.3
+    lib = T.Lib(build(args.kernels.resolve(), Path(tempfile.mkdtemp())))
+    rng = np.random.default_rng(0)
+    print(f"{'family':7s} {'case':32s} {'kernel':42s} {'ms':>8s} {'rate':>8s}")
+    bench_convs(lib, args, min_time, rng)
+    bench_unary(lib, args, min_time, rng)
+    bench_rowops(lib, args, min_time, rng)
 
 
 if __name__ == "__main__":
