@@ -267,7 +267,7 @@ def kernel_library(cc: list[str]) -> ctypes.CDLL:
 def scratch_sizer(cc: list[str] | None):
     """A function step -> scratch bytes, asking the compiled kernel library (needs a compiler;
     without one, a conservative estimate that the generated init double-checks)."""
-    from timmx.c.lower.capture import pixel_stride
+    from timmx.c.lower.ir import pixel_stride
 
     lib = kernel_library(cc) if cc else None
 

@@ -3,7 +3,18 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+from timmx.c.build import (
+    DEFAULT_FLAGS,
+    build_demo,
+    find_compiler,
+    require_compiler,
+    run_demo,
+    scratch_sizer,
+)
 from timmx.c.emit.generate import Generated, generate
+from timmx.c.lower.capture import Lowering, capture
+from timmx.c.lower.passes import run_passes
+from timmx.errors import ExportError
 
 
 @dataclass
@@ -19,9 +30,6 @@ class Lowered:
 
 def lower(prepared, *, nhwc_input: bool = False, fuse: bool = True) -> Lowered:
     """Capture ``prepared.module`` with torch.export and lower it to kernel steps."""
-    from timmx.c.lower.capture import Lowering, capture
-    from timmx.c.lower.passes import run_passes
-
     program = capture(prepared.module, prepared.sample_input())
     low = Lowering(program, nhwc_input=nhwc_input)
     low.run()
@@ -40,8 +48,6 @@ def export_c(
     cc: list[str] | None = None,
 ) -> Generated:
     """Write the C artifact of ``prepared`` into ``out_dir`` (created if needed)."""
-    from timmx.c.build import find_compiler, scratch_sizer
-
     lowered = lower(prepared, nhwc_input=nhwc_input, fuse=fuse)
     cc = cc if cc is not None else find_compiler()
     generated = generate(
@@ -62,9 +68,6 @@ def c_runner(
 ):
     """Compile the artifact once; returns a function numpy NCHW batch -> numpy output."""
     import numpy as np
-
-    from timmx.c.build import DEFAULT_FLAGS, build_demo, require_compiler, run_demo
-    from timmx.errors import ExportError
 
     cc = cc or require_compiler()
     exe = build_demo(out_dir, prefix, build_dir, cc=cc, flags=flags or DEFAULT_FLAGS)

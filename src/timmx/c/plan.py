@@ -6,21 +6,29 @@ bytes; the rest are packed greedily (largest first, lowest fitting offset), each
 aligned offset. An elementwise step whose input dies at that step writes in place.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from timmx.c.lower.ir import ALIGN, Buffer, Step, norm_strides, round_up
+from timmx.c.lower.ir import ALIGN, Buffer, Step, StepKind, norm_strides, round_up
 
-INPLACE_KINDS = {"unary", "binary", "softmax", "layernorm", "channel_scale"}
+INPLACE_KINDS = {
+    StepKind.UNARY,
+    StepKind.BINARY,
+    StepKind.SOFTMAX,
+    StepKind.LAYERNORM,
+    StepKind.CHANNEL_SCALE,
+}
 
 
 @dataclass
 class MemoryPlan:
-    """Arena size (bytes) and the number of buffers / in-place reuses, for the report."""
+    """Arena size (bytes) and the number of buffers / in-place reuses, for the report, and the
+    live interval (first step, last step) of every planned (root) arena buffer."""
 
     arena_bytes: int
     buffers: int
     inplace: int
     naive_bytes: int
+    live: dict[Buffer, tuple[int, int]] = field(default_factory=dict)
 
 
 def _whole(ref) -> bool:
@@ -41,9 +49,7 @@ def _intervals(steps: list[Step]) -> dict[Buffer, list[int]]:
         span[1] = max(span[1], i)
 
     for i, step in enumerate(steps):
-        for ref in step.reads():
-            touch(ref.buf, i)
-        for ref in step_refs(step):
+        for ref in step.touched():
             touch(ref.buf, i)
         if step.out is not None:
             touch(step.out.buf, i)
@@ -51,18 +57,11 @@ def _intervals(steps: list[Step]) -> dict[Buffer, list[int]]:
     return live
 
 
-def step_refs(step: Step) -> list:
-    """Refs in a step's attrs (inner views, gamma/beta, residual)."""
-    from timmx.c.lower.ir import Ref
-
-    return [v for v in step.attrs.values() if isinstance(v, Ref)]
-
-
 def make_inplace(steps: list[Step]) -> int:
     """Let elementwise steps write over an input that dies there; returns how many did."""
     last_read: dict[Buffer, int] = {}
     for i, step in enumerate(steps):
-        for ref in step.reads() + step_refs(step):
+        for ref in step.touched():
             if ref.buf is not None:
                 last_read[ref.buf.root()] = i
     count = 0
@@ -128,4 +127,10 @@ def plan_memory(steps: list[Step], buffers: list[Buffer], *, inplace: bool = Tru
     for buf in buffers:
         if buf.kind == "arena" and buf.alias is not None:
             buf.offset = buf.root().offset
-    return MemoryPlan(arena_bytes=arena, buffers=len(roots), inplace=reused, naive_bytes=naive)
+    return MemoryPlan(
+        arena_bytes=arena,
+        buffers=len(roots),
+        inplace=reused,
+        naive_bytes=naive,
+        live={buf: (lo, hi) for buf, (lo, hi) in live.items()},
+    )

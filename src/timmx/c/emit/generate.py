@@ -9,7 +9,7 @@ from pathlib import Path
 from timmx.c.emit.steps import emit_step
 from timmx.c.emit.weights import HEADER_BYTES, VERSION, build_blob, layout_id
 from timmx.c.lower.ir import ALIGN, Buffer, Ref, Step, round_up
-from timmx.c.plan import MemoryPlan, plan_memory, step_refs
+from timmx.c.plan import MemoryPlan, plan_memory
 
 KERNELS_DIR = Path(__file__).resolve().parent.parent / "kernels"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -75,7 +75,7 @@ def layout_weights(steps: list[Step]) -> tuple[bytes, list[Buffer], str]:
 
     used: dict[int, Buffer] = {}
     for step in steps:
-        for ref in step.reads() + step_refs(step):
+        for ref in step.touched():
             if ref.buf is not None and ref.buf.kind == "weight":
                 used.setdefault(id(ref.buf), ref.buf)
     chunks = []

@@ -112,7 +112,7 @@ def _emit_conv(step: Step) -> list[str]:
     n, c, h, w = x.shape
     _, oc, oh, ow = y.shape
     kh, kw = a["kh"], a["kw"]
-    from timmx.c.lower.capture import pixel_stride
+    from timmx.c.lower.ir import pixel_stride
 
     xs = pixel_stride(x)
     ys = pixel_stride(y)
@@ -300,7 +300,7 @@ def _emit_softmax(step: Step) -> list[str]:
 
 
 def _pool_desc(step: Step) -> str:
-    from timmx.c.lower.capture import pixel_stride
+    from timmx.c.lower.ir import pixel_stride
 
     x, y = step.ins[0], step.out
     a = step.attrs

@@ -9,17 +9,21 @@ torch at export time. View ops become strided ``Ref`` objects (no copy); compute
 import math
 import operator
 
+from timmx.c.lower import ops  # noqa: F401  (importing the op families registers them)
 from timmx.c.lower.ir import (
     Buffer,
     Ref,
     Step,
+    StepKind,
     UnsupportedOpError,
     contiguous_strides,
     dense_order,
     nhwc_strides,
     norm_strides,
+    pixel_stride,
     strides_for_order,
 )
+from timmx.c.lower.registry import HANDLERS
 
 # aten ops that only change how memory is viewed (computed on meta tensors).
 VIEW_OPS = {
@@ -69,43 +73,6 @@ KEEP_OPS = (
     "aten._upsample_bicubic2d_aa.vec",
 )
 NO_OPS = {"aten._assert_tensor_metadata.default", "aten._assert_scalar.default"}
-
-# unary ops: name -> (kind, param function of the node args)
-# kind "act:<TXK_ACT>" runs on txk_unary when contiguous; "gen:<TXG op>" uses txg_unary.
-UNARY_OPS = {
-    "aten.relu.default": "RELU",
-    "aten.sigmoid.default": "SIGMOID",
-    "aten.tanh.default": "TANH",
-    "aten.silu.default": "SILU",
-    "aten.hardswish.default": "HARDSWISH",
-    "aten.hardsigmoid.default": "HARDSIGMOID",
-    "aten.sqrt.default": "SQRT",
-    "aten.rsqrt.default": "RSQRT",
-    "aten.exp.default": "EXP",
-    "aten.log.default": "LOG",
-    "aten.neg.default": "NEG",
-    "aten.abs.default": "ABS",
-    "aten.reciprocal.default": "RECIPROCAL",
-    "aten.erf.default": "ERF",
-    "aten.floor.default": "FLOOR",
-    "aten.ceil.default": "CEIL",
-    "aten.sin.default": "SIN",
-    "aten.cos.default": "COS",
-    "aten.mish.default": "MISH",
-}
-BINARY_OPS = {
-    "aten.add.Tensor": "ADD",
-    "aten.add.Scalar": "ADD",
-    "aten.sub.Tensor": "SUB",
-    "aten.sub.Scalar": "SUB",
-    "aten.mul.Tensor": "MUL",
-    "aten.mul.Scalar": "MUL",
-    "aten.div.Tensor": "DIV",
-    "aten.div.Scalar": "DIV",
-    "aten.maximum.default": "MAX",
-    "aten.minimum.default": "MIN",
-    "aten.pow.Tensor_Tensor": "POW",
-}
 
 
 def module_of(node) -> str:
@@ -166,6 +133,7 @@ class Lowering:
         """A new buffer, registered for the memory plan."""
         buf = Buffer(nfloats=int(nfloats), kind=kind, name=name or f"t{len(self.buffers)}")
         buf.data = data
+        buf.module = self.module
         self.buffers.append(buf)
         return buf
 
@@ -178,7 +146,7 @@ class Lowering:
             span = 1
         return Ref(shape=shape, strides=strides, buf=self.new_buffer(span))
 
-    def emit(self, kind: str, ins, out, **attrs) -> Step:
+    def emit(self, kind: StepKind, ins, out, **attrs) -> Step:
         """Append a step."""
         step = Step(kind=kind, ins=list(ins), out=out, attrs=attrs, module=self.module)
         self.steps.append(step)
@@ -234,7 +202,7 @@ class Lowering:
         if norm_strides(ref.shape, ref.strides) == norm_strides(ref.shape, strides):
             return ref
         out = self.new_ref(ref.shape, strides)
-        self.emit("copy", [ref], out)
+        self.emit(StepKind.COPY, [ref], out)
         return out
 
     def nhwc(self, ref: Ref, *, allow_pixel_stride: bool = True) -> Ref:
@@ -320,7 +288,7 @@ class Lowering:
             self.buffers.remove(buf)
             out = ref
         else:
-            self.emit("copy", [ref], out)
+            self.emit(StepKind.COPY, [ref], out)
         self.output_ref = out
 
     def arg(self, a):
@@ -364,10 +332,6 @@ class Lowering:
             return self.view(node, args, kwargs)
         handler = HANDLERS.get(name)
         if handler is None:
-            if name in UNARY_OPS:
-                return self.unary(args[0], UNARY_OPS[name])
-            if name in BINARY_OPS:
-                return self.binary(node, args, kwargs, BINARY_OPS[name])
             self.fail("no lowering for this op")
         val = node.meta.get("val")
         return handler(self, node, args, kwargs, val)
@@ -428,27 +392,8 @@ class Lowering:
         """An elementwise unary step (txk act or txg op)."""
         x = self.runtime(x)
         out = self.new_ref(x.shape, self.dense_like(x))
-        self.emit("unary", [x], out, op=op, p0=float(p0), p1=float(p1))
+        self.emit(StepKind.UNARY, [x], out, op=op, p0=float(p0), p1=float(p1))
         return out
-
-    def binary(self, node, args, kwargs, op: str) -> Ref:
-        """A broadcasting binary step; scalars become constants."""
-        import torch
-
-        a, b = args[0], args[1]
-        alpha = kwargs.get("alpha", args[2] if len(args) > 2 else 1)
-        if kwargs.get("rounding_mode") is not None:
-            self.fail("div with a rounding mode")
-        if not isinstance(a, Ref):
-            a = self.const(torch.tensor(float(a)))
-        if not isinstance(b, Ref):
-            b = self.const(torch.tensor(float(b)))
-        if alpha != 1:
-            if b.const is not None:
-                b = self.const(b.const * alpha)
-            else:
-                b = self.unary(b, "AFFINE", alpha, 0.0)
-        return self.binary_refs(op, a, b, tuple(int(s) for s in node.meta["val"].shape))
 
     def binary_refs(self, op: str, a: Ref, b: Ref, shape) -> Ref:
         """``a op b`` broadcast to ``shape``."""
@@ -461,26 +406,8 @@ class Lowering:
             else contiguous_strides(shape)
         )
         out = self.new_ref(shape, strides)
-        self.emit("binary", [self.runtime(a), self.runtime(b)], out, op=op)
+        self.emit(StepKind.BINARY, [self.runtime(a), self.runtime(b)], out, op=op)
         return out
-
-
-def pixel_stride(ref: Ref) -> int | None:
-    """The pixel stride of a 4-D NCHW-logical ref stored NHWC (channels contiguous), or None."""
-    n, c, h, w = ref.shape
-    sn, sc, sh, sw = ref.strides
-    if c > 1 and sc != 1:
-        return None
-    ps = sw if w > 1 else (sh // w if h > 1 else (sn // (h * w) if n > 1 else c))
-    if ps < c:
-        return None
-    if w > 1 and sw != ps:
-        return None
-    if h > 1 and sh != w * ps:
-        return None
-    if n > 1 and sn != h * w * ps:
-        return None
-    return ps
 
 
 def _flatten(x):
@@ -489,21 +416,3 @@ def _flatten(x):
             yield from _flatten(v)
     else:
         yield x
-
-
-HANDLERS: dict = {}
-
-
-def handles(*names):
-    """Register a lowering function for the named aten ops."""
-
-    def deco(fn):
-        for n in names:
-            HANDLERS[n] = fn
-        return fn
-
-    return deco
-
-
-# import the op handlers (they register themselves)
-from timmx.c.lower import ops as _ops  # noqa: E402,F401

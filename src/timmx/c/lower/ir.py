@@ -7,6 +7,7 @@ until a kernel needs a particular layout; then a copy step is inserted.
 """
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from timmx.errors import ExportError
 
@@ -16,6 +17,28 @@ ALIGN = 64
 
 class UnsupportedOpError(ExportError):
     """An op of the captured graph that the C target cannot lower."""
+
+
+class StepKind(StrEnum):
+    """What a step computes; each kind has one C emitter (``emit/steps.py``)."""
+
+    CONV = "conv"  # txk_conv2d (dense, grouped, depthwise, 1x1, patchify)
+    LINEAR = "linear"  # txk_linear
+    BMM = "bmm"  # txk_bmm (batched matmul on strided operands)
+    ATTENTION = "attention"  # txk_attention (fused by a pass from bmm, softmax, bmm, copy)
+    BINARY = "binary"  # txk_binary (3-D broadcast) or txg_binary (any rank)
+    UNARY = "unary"  # txk_unary (contiguous activations) or txg_unary
+    COPY = "copy"  # txk_copy2d or txg_copy (layout changes, concat, gathers)
+    PAD = "pad"  # txg_fill, then a copy of the input inside
+    LAYERNORM = "layernorm"
+    GROUPNORM = "groupnorm"
+    SOFTMAX = "softmax"
+    MAXPOOL = "maxpool"
+    AVGPOOL = "avgpool"
+    ADAPTIVE_AVGPOOL = "adaptive_avgpool"
+    GLOBAL_AVGPOOL = "global_avgpool"
+    CHANNEL_SCALE = "channel_scale"  # txk_channel_scale (SE gates, fused by a pass)
+    REDUCE = "reduce"  # txg_reduce
 
 
 @dataclass(eq=False)
@@ -28,6 +51,8 @@ class Buffer:
     data: object = None  # numpy float32 array for weight buffers
     offset: int = 0  # bytes: in the arena (arena) or the weights payload (weight)
     alias: "Buffer | None" = None  # in-place: this buffer lives inside ``alias``
+    module: str = ""  # the timm module that made it (names it in the generated C)
+    note: str = ""  # what it holds, for the generated weights map (e.g. the packed layout)
 
     def root(self) -> "Buffer":
         """The buffer this one finally aliases (itself if none)."""
@@ -111,6 +136,33 @@ def nhwc_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
     return strides_for_order(shape, (0, 2, 3, 1))
 
 
+def broadcast_strides(ref: Ref, shape) -> tuple[int, ...]:
+    """Strides of ``ref`` broadcast to ``shape`` (0 on broadcast and size-1 dims)."""
+    pad = len(shape) - ref.ndim
+    return tuple([0] * pad + list(norm_strides(ref.shape, ref.strides)))
+
+
+def collapse(shape, *stride_sets) -> tuple[list[int], list[list[int]]]:
+    """Drop size-1 dims and merge dims contiguous in every operand; order by the first."""
+    dims = [d for d in range(len(shape)) if shape[d] != 1]
+    first = stride_sets[0]
+    dims.sort(key=lambda d: -abs(first[d]))
+    out_shape: list[int] = []
+    out_strides: list[list[int]] = [[] for _ in stride_sets]
+    for d in dims:
+        if out_shape and all(
+            ss[-1] == s[d] * shape[d] for ss, s in zip(out_strides, stride_sets, strict=True)
+        ):
+            out_shape[-1] *= shape[d]
+            for ss, s in zip(out_strides, stride_sets, strict=True):
+                ss[-1] = s[d]
+            continue
+        out_shape.append(shape[d])
+        for ss, s in zip(out_strides, stride_sets, strict=True):
+            ss.append(s[d])
+    return out_shape, out_strides
+
+
 def is_dense(ref: Ref) -> bool:
     """True when the view covers a gap-free, non-overlapping block of ``numel`` floats."""
     dims = [(s, n) for n, s in zip(ref.shape, ref.strides, strict=True) if n != 1]
@@ -137,7 +189,7 @@ def dense_order(ref: Ref) -> tuple[int, ...]:
 class Step:
     """One kernel call of the forward pass."""
 
-    kind: str
+    kind: StepKind
     ins: list[Ref]
     out: Ref | None
     attrs: dict = field(default_factory=dict)
@@ -153,6 +205,38 @@ class Step:
             if isinstance(r, Ref):
                 refs.append(r)
         return refs
+
+    def attr_refs(self) -> list[Ref]:
+        """Refs held in the attrs (inner views, gamma/beta, residual, packed weights)."""
+        return [v for v in self.attrs.values() if isinstance(v, Ref)]
+
+    def touched(self) -> list[Ref]:
+        """Every ref the step uses besides its output: inputs and the refs in its attrs."""
+        return self.reads() + self.attr_refs()
+
+    def sources(self) -> list[Ref]:
+        """The refs whose values the step reads (``touched`` less a pad's inner view, which
+        the pad writes)."""
+        inner = self.attrs.get("inner") if self.kind is StepKind.PAD else None
+        return [r for r in self.touched() if r is not inner]
+
+
+def pixel_stride(ref: Ref) -> int | None:
+    """The pixel stride of a 4-D NCHW-logical ref stored NHWC (channels contiguous), or None."""
+    n, c, h, w = ref.shape
+    sn, sc, sh, sw = ref.strides
+    if c > 1 and sc != 1:
+        return None
+    ps = sw if w > 1 else (sh // w if h > 1 else (sn // (h * w) if n > 1 else c))
+    if ps < c:
+        return None
+    if w > 1 and sw != ps:
+        return None
+    if h > 1 and sh != w * ps:
+        return None
+    if n > 1 and sn != h * w * ps:
+        return None
+    return ps
 
 
 def ceil_div(a: int, b: int) -> int:

@@ -1,0 +1,30 @@
+"""Graph passes on the lowered steps, one module each, run in this order.
+
+``dce`` first; then, when fusing: ``activations`` (hardswish / hardsigmoid / SiLU patterns and
+clamp pairs back to one unary step), ``se_gates`` (x * sigmoid(s) with s per channel -> one
+channel-scale call), ``conv_padding`` (zero padding into the following conv), ``attention``
+(bmm, softmax, bmm, head merge -> one attention call), ``epilogues`` (BatchNorm folded into
+conv / linear weights, activation and residual add fused into the kernel's epilogue), and
+``dce`` again.
+"""
+
+from timmx.c.lower.passes.activations import fuse_activations
+from timmx.c.lower.passes.attention import fuse_attention
+from timmx.c.lower.passes.conv_padding import fuse_conv_padding
+from timmx.c.lower.passes.dce import dce
+from timmx.c.lower.passes.epilogues import fuse_epilogues
+from timmx.c.lower.passes.se_gates import fuse_se_gates
+
+
+def run_passes(low, *, fuse: bool = True) -> dict[str, int]:
+    """Run the passes in order; returns how many times each fired."""
+    counts: dict[str, int] = {}
+    dce(low, counts)
+    if fuse:
+        fuse_activations(low, counts)
+        fuse_se_gates(low, counts)
+        fuse_conv_padding(low, counts)
+        fuse_attention(low, counts)
+        fuse_epilogues(low, counts)
+        dce(low, counts)
+    return counts
