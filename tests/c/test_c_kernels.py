@@ -3,6 +3,7 @@ fast kernel vs the reference (tile-edge sizes, strides, paddings, dilations, gro
 
 import ctypes as C
 import math
+import platform
 import re
 import sys
 from pathlib import Path
@@ -176,16 +177,77 @@ def tile_sizes(t: int) -> list[int]:
     return sorted({1, max(1, t - 1), t, t + 1, 2 * t, 3 * t + 1})
 
 
-def test_enumerators_nonempty(lib):
-    for fam in (T.FAMILY_GEMM, T.FAMILY_DWCONV, T.FAMILY_VUNARY, T.FAMILY_ROWOP):
-        ks = lib.kernels(fam)
-        assert ks, f"family {fam} has no kernels"
-        assert any(k[2] == T.ISA_SCALAR for k in ks), f"family {fam} lacks a scalar kernel"
-        for _, name, _isa, mr, nr in ks:
-            assert name.startswith("txk_f32_"), f"bad kernel name {name}"
-            assert mr >= 1 and nr >= 1, f"bad tile for {name}"
+# The list of micro-kernels (src/internal/txk_ukernels.h) is the one source of truth: the
+# tests read it (all ISAs, whatever this machine is) and check the library enumerates it.
+UKERNELS_H = T.SRC_DIR / "internal" / "txk_ukernels.h"
+PUBLIC_H = T.INCLUDE_DIR / "timmx_kernels.h"
+# ISAs whose kernels each architecture compiles (the TXK_IF_ISA_<isa> macros of the list)
+ARCH_ISAS = {"x86_64": {"scalar", "avx2", "avx512"}, "aarch64": {"scalar", "neon"}}
+
+
+def _macro_body(text: str, name: str) -> str:
+    start = text.index(f"#define {name}(")
+    end = start
+    while True:  # a macro ends at the first line without a continuation backslash
+        nl = text.index("\n", end)
+        if not text[end:nl].rstrip().endswith("\\"):
+            return text[start:nl]
+        end = nl + 1
+
+
+def ukernel_list() -> list[tuple[str, int, int, str]]:
+    """(family, MR, NR, isa) of every X(...) entry of TXK_UKERNELS, in list order."""
+    body = _macro_body(UKERNELS_H.read_text(), "TXK_UKERNELS")
+    entries = re.findall(r"X\(\s*(\w+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\w+)\s*\)", body)
+    assert entries, f"no X(...) entries in {UKERNELS_H}"
+    return [(f, int(mr), int(nr), isa) for f, mr, nr, isa in entries]
+
+
+def ukernel_name(family: str, mr: int, nr: int, isa: str) -> str:
+    """The naming grammar (README.md): txk_f32_<family>_ukernel_<MR>x<NR>__<isa>."""
+    return f"txk_f32_{family}_ukernel_{mr}x{nr}__{isa}"
+
+
+def _token_enum(list_macro: str) -> dict[str, int]:
+    """token -> enum value for F(token, TXK_...) / I(token, TXK_...) lists of the list header."""
+    body = _macro_body(UKERNELS_H.read_text(), list_macro)
+    public = PUBLIC_H.read_text()
+    out = {}
+    for token, enum in re.findall(r"\w\(\s*(\w+)\s*,\s*(TXK_\w+)\s*\)", body):
+        out[token] = int(re.search(rf"\b{enum}\s*=\s*(\d+)", public).group(1))
+    return out
+
+
+def family_ids() -> dict[str, int]:
+    return _token_enum("TXK_UKERNEL_FAMILIES")
+
+
+def isa_ids() -> dict[str, int]:
+    return _token_enum("TXK_UKERNEL_ISAS")
+
+
+def test_enumeration_is_the_list(lib):
+    """txk_ukernel_count/get enumerate exactly the list's entries this architecture compiles,
+    in list order, with name, isa, MR and NR from the entry; every family has a scalar kernel."""
+    arch = platform.machine().lower()
+    if arch not in ARCH_ISAS:
+        pytest.skip(f"unknown architecture {arch}")
+    fams, isas = family_ids(), isa_ids()
+    entries = ukernel_list()
+    count = int(re.search(r"TXK_FAMILY_COUNT\s*=\s*(\d+)", PUBLIC_H.read_text()).group(1))
+    assert sorted(fams.values()) == list(range(count)), "TXK_UKERNEL_FAMILIES != the public enum"
+    for fam, fid in fams.items():
+        want = [
+            (ukernel_name(f, mr, nr, isa), isas[isa], mr, nr)
+            for f, mr, nr, isa in entries
+            if f == fam and isa in ARCH_ISAS[arch]
+        ]
+        got = [(name, isa, mr, nr) for _, name, isa, mr, nr in lib.kernels(fid)]
+        assert got == want, f"family {fam}: library enumerates {got}, the list says {want}"
+        assert any(isa == "scalar" for f, _, _, isa in entries if f == fam), f"{fam}: no scalar"
+    assert len({ukernel_name(*e) for e in entries}) == len(entries), "duplicate list entries"
     ctx = lib.context()
-    assert ctx.isa in (T.ISA_SCALAR, T.ISA_AVX2, T.ISA_AVX512, T.ISA_NEON), "bad selected isa"
+    assert ctx.isa in isas.values(), "bad selected isa"
 
 
 def check(got, want, msg, rtol=1e-4, atol=1e-4):
@@ -193,10 +255,9 @@ def check(got, want, msg, rtol=1e-4, atol=1e-4):
     np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=msg)
 
 
-def enumerated_names(prefix: str) -> list[str]:
-    """Kernel names listed in the C enumerator tables (all ISAs, whatever this CPU is)."""
-    src = (T.SRC_DIR / "core.c").read_text()
-    return sorted(set(re.findall(r'\{"(' + prefix + r'[a-z0-9_]+)"', src)))
+def enumerated_names(family: str) -> list[str]:
+    """Names of the list's kernels of one family (all ISAs, whatever this CPU is)."""
+    return [ukernel_name(*e) for e in ukernel_list() if e[0] == family]
 
 
 def find_kernel(lib, family: int, name: str):
@@ -208,7 +269,7 @@ def find_kernel(lib, family: int, name: str):
     pytest.skip(f"{name}: not compiled for this architecture")
 
 
-@pytest.mark.parametrize("name", enumerated_names("txk_f32_gemm_"))
+@pytest.mark.parametrize("name", enumerated_names("gemm"))
 def test_gemm_ukernel_tile_edges(lib, name):
     """1x1 conv (= GEMM) over M and N around the tile, with odd pixel strides."""
     idx, name, _isa, mr, nr = find_kernel(lib, T.FAMILY_GEMM, name)

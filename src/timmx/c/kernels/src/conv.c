@@ -1,8 +1,8 @@
-/* Portable drivers for conv2d / linear / bmm / attention: tiling, padding,
- * and calls into the context's micro-kernels. Strict C99. */
+/* Drivers layer: conv2d / linear / bmm / attention: tiling, padding and calls
+ * into the context's GEMM and DWCONV micro-kernels. Strict C99. */
 #include <string.h>
 
-#include "txk_internal.h"
+#include "internal/txk_internal.h"
 
 #define TXK_MAX_SEGMENTS 1024
 /* Weights of one OC chunk are kept below this many bytes (L2 blocking). */

@@ -1,7 +1,7 @@
-/* AVX2+FMA kernels: GEMM/direct-conv 6x16 (12 ymm accumulators), depthwise 8c,
- * vunary 8. Built without -m flags: every function carries
+/* ISA file, AVX2+FMA: GEMM/direct-conv 6x16 (12 ymm accumulators), depthwise
+ * 1x8, vunary 1x8, rowop 1x8. Built without -m flags: every function carries
  * target("avx2,fma") and is only called after txk_isa_supported(TXK_ISA_AVX2). */
-#include "txk_internal.h"
+#include "internal/txk_internal.h"
 
 #if defined(TXK_X86)
 #include <immintrin.h>
@@ -51,10 +51,10 @@ static TXK_T V rcp_nr(V d) {
 }
 #define RCP_NR(d) rcp_nr(d)
 
-#include "txk_vmath.inc"
+#include "templates/txk_vmath.inc"
 
-TXK_K void txk_f32_vunary_8__avx2(int op, float lo, float hi, size_t n, const float* x,
-                                  float* y) {
+TXK_K void txk_f32_vunary_ukernel_1x8__avx2(int op, float lo, float hi, size_t n, const float* x,
+                                            float* y) {
   SFX(vunary_impl)(op, lo, hi, n, x, y);
 }
 
@@ -123,7 +123,7 @@ TXK_K void txk_f32_gemm_ukernel_6x16__avx2(size_t mr, size_t nc, size_t kc, size
   R6(STORE)
 }
 
-/* Depthwise: one output row, 8 channels per ymm (see txk_dwconv.inc). */
+/* Depthwise: one output row, 8 channels per ymm (see templates/txk_dwconv.inc). */
 #define DW_MASK __m256i
 #define DW_TAIL(n) tail_mask(n)
 #define DW_LOADM(m, p) _mm256_maskload_ps(p, m)
@@ -131,14 +131,14 @@ TXK_K void txk_f32_gemm_ukernel_6x16__avx2(size_t mr, size_t nc, size_t kc, size
 #define DW_WOFF(cb) ((cb) % 16)
 #define DW_WO2(bsz) 8
 #define DW_REUSE_MAX_KW 3
-#include "txk_dwconv.inc"
+#include "templates/txk_dwconv.inc"
 
-TXK_K void txk_f32_dwconv_ukernel_row8c__avx2(const txk_dw_params* p, size_t oh, float* y_row,
-                                              const float* r_row) {
+TXK_K void txk_f32_dwconv_ukernel_1x8__avx2(const txk_dw_params* p, size_t oh, float* y_row,
+                                            const float* r_row) {
   SFX(dw_row_impl)(p, oh, y_row, r_row);
 }
 
-/* Row operations: layernorm, softmax, accumulate, multiply, binary (see txk_rowop.inc). */
+/* Row operations: layernorm, softmax, accumulate, multiply, binary (see templates/txk_rowop.inc). */
 static TXK_T float hsum8(V v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -155,10 +155,10 @@ static TXK_T float hmax8(V v) {
 #define RO_STORET(p, n, v) _mm256_maskstore_ps(p, tail_mask(n), v)
 #define RO_HSUM(v) hsum8(v)
 #define RO_HMAX(v) hmax8(v)
-#include "txk_rowop.inc"
+#include "templates/txk_rowop.inc"
 
-TXK_K void txk_f32_rowop_8__avx2(int op, size_t n, const float* a, const float* b, float* y,
-              const txk_rowop_params* q) {
+TXK_K void txk_f32_rowop_ukernel_1x8__avx2(int op, size_t n, const float* a, const float* b,
+                                           float* y, const txk_rowop_params* q) {
   SFX(rowop_impl)(op, n, a, b, y, q);
 }
 

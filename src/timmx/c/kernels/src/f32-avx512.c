@@ -1,7 +1,8 @@
-/* AVX-512F kernels: GEMM/direct-conv 8x32 and 12x32, depthwise 16c, vunary 16.
- * Built without -m flags: every function carries target("avx512f,avx2,fma")
- * and is only called after txk_isa_supported(TXK_ISA_AVX512). */
-#include "txk_internal.h"
+/* ISA file, AVX-512F: GEMM/direct-conv 8x32 and 12x32, depthwise 1x16, vunary
+ * 1x16, rowop 1x16. Built without -m flags: every function carries
+ * target("avx512f,avx2,fma") and is only called after
+ * txk_isa_supported(TXK_ISA_AVX512). */
+#include "internal/txk_internal.h"
 
 #if defined(TXK_X86)
 #include <immintrin.h>
@@ -42,10 +43,10 @@ static TXK_T V rcp_nr(V d) {
 }
 #define RCP_NR(d) rcp_nr(d)
 
-#include "txk_vmath.inc"
+#include "templates/txk_vmath.inc"
 
-TXK_K void txk_f32_vunary_16__avx512(int op, float lo, float hi, size_t n, const float* x,
-                                     float* y) {
+TXK_K void txk_f32_vunary_ukernel_1x16__avx512(int op, float lo, float hi, size_t n,
+                                               const float* x, float* y) {
   SFX(vunary_impl)(op, lo, hi, n, x, y);
 }
 
@@ -169,7 +170,7 @@ static __attribute__((target("avx512f,avx2,fma"), noinline)) void epi_tile(
 GEMM_AVX512(txk_f32_gemm_ukernel_8x32__avx512, R8)
 GEMM_AVX512(txk_f32_gemm_ukernel_12x32__avx512, R12)
 
-/* Depthwise: one output row, 16 channels per zmm (see txk_dwconv.inc). */
+/* Depthwise: one output row, 16 channels per zmm (see templates/txk_dwconv.inc). */
 #define DW_MASK M
 #define DW_TAIL(n) tail_mask(n)
 #define DW_LOADM(m, p) _mm512_maskz_loadu_ps(m, p)
@@ -177,22 +178,22 @@ GEMM_AVX512(txk_f32_gemm_ukernel_12x32__avx512, R12)
 #define DW_WOFF(cb) 0
 #define DW_WO2(bsz) (bsz)
 #define DW_REUSE_MAX_KW 7
-#include "txk_dwconv.inc"
+#include "templates/txk_dwconv.inc"
 
-TXK_K void txk_f32_dwconv_ukernel_row16c__avx512(const txk_dw_params* p, size_t oh, float* y_row,
-                                                 const float* r_row) {
+TXK_K void txk_f32_dwconv_ukernel_1x16__avx512(const txk_dw_params* p, size_t oh, float* y_row,
+                                               const float* r_row) {
   SFX(dw_row_impl)(p, oh, y_row, r_row);
 }
 
-/* Row operations: layernorm, softmax, accumulate, multiply, binary (see txk_rowop.inc). */
+/* Row operations: layernorm, softmax, accumulate, multiply, binary (see templates/txk_rowop.inc). */
 #define RO_LOADT(p, n) _mm512_maskz_loadu_ps(tail_mask(n), p)
 #define RO_STORET(p, n, v) _mm512_mask_storeu_ps(p, tail_mask(n), v)
 #define RO_HSUM(v) _mm512_reduce_add_ps(v)
 #define RO_HMAX(v) _mm512_reduce_max_ps(v)
-#include "txk_rowop.inc"
+#include "templates/txk_rowop.inc"
 
-TXK_K void txk_f32_rowop_16__avx512(int op, size_t n, const float* a, const float* b, float* y,
-              const txk_rowop_params* q) {
+TXK_K void txk_f32_rowop_ukernel_1x16__avx512(int op, size_t n, const float* a, const float* b,
+                                              float* y, const txk_rowop_params* q) {
   SFX(rowop_impl)(op, n, a, b, y, q);
 }
 

@@ -1,6 +1,7 @@
-/* NEON (aarch64 Advanced SIMD, baseline) kernels: GEMM/direct-conv 6x16 (24 q
- * accumulators), depthwise 4c, vunary 4. Compiled only on aarch64. */
-#include "txk_internal.h"
+/* ISA file, NEON (aarch64 Advanced SIMD, baseline): GEMM/direct-conv 6x16 (24 q
+ * accumulators), depthwise 1x4, vunary 1x4 (row ops use the scalar kernel).
+ * Compiled only on aarch64. */
+#include "internal/txk_internal.h"
 
 #if defined(TXK_ARM64)
 #include <arm_neon.h>
@@ -41,9 +42,10 @@ static TXK_T V exp_scale(V p, V n) {
 }
 #define EXP_SCALE(p, n, x) exp_scale(p, n)
 
-#include "txk_vmath.inc"
+#include "templates/txk_vmath.inc"
 
-void txk_f32_vunary_4__neon(int op, float lo, float hi, size_t n, const float* x, float* y) {
+void txk_f32_vunary_ukernel_1x4__neon(int op, float lo, float hi, size_t n, const float* x,
+                                      float* y) {
   SFX(vunary_impl)(op, lo, hi, n, x, y);
 }
 
@@ -103,8 +105,8 @@ void txk_f32_gemm_ukernel_6x16__neon(size_t mr, size_t nc, size_t kc, size_t ks,
 }
 
 /* Depthwise: one output row, 4 channels per vector; channel tail in scalar. */
-void txk_f32_dwconv_ukernel_row4c__neon(const txk_dw_params* p, size_t oh, float* y_row,
-                                        const float* r_row) {
+void txk_f32_dwconv_ukernel_1x4__neon(const txk_dw_params* p, size_t oh, float* y_row,
+                                      const float* r_row) {
   const size_t bsz = 16 * (1 + p->kh * p->kw);
   const ptrdiff_t ih0 = (ptrdiff_t)(oh * p->sh) - (ptrdiff_t)p->pt;
   const int act = (int)p->ep->act;

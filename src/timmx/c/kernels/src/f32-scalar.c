@@ -1,8 +1,8 @@
-/* Portable scalar kernels on packed weights (fallback for any CPU). Strict C99.
- * Contracts: see txk_internal.h and ../README.md. */
+/* ISA file, scalar: portable C99 micro-kernels of every family (the fallback for
+ * any CPU). Contracts: internal/txk_internal.h and ../README.md. */
 #include <math.h>
 
-#include "txk_internal.h"
+#include "internal/txk_internal.h"
 
 static void store_row(const float* acc, size_t nc, float* c, const float* r,
                       const txk_epilogue* ep) {
@@ -48,8 +48,8 @@ void txk_f32_gemm_ukernel_4x16__scalar(size_t mr, size_t nc, size_t kc, size_t k
   }
 }
 
-void txk_f32_dwconv_ukernel_row__scalar(const txk_dw_params* p, size_t oh, float* y_row,
-                                        const float* r_row) {
+void txk_f32_dwconv_ukernel_1x1__scalar(const txk_dw_params* p, size_t oh, float* y_row,
+                                         const float* r_row) {
   const size_t bsz = 16 * (1 + p->kh * p->kw);
   size_t ow, ch, ky, kx;
   for (ow = 0; ow < p->out_w; ow++) {
@@ -78,7 +78,8 @@ void txk_f32_dwconv_ukernel_row__scalar(const txk_dw_params* p, size_t oh, float
   }
 }
 
-void txk_f32_vunary__scalar(int op, float lo, float hi, size_t n, const float* x, float* y) {
+void txk_f32_vunary_ukernel_1x1__scalar(int op, float lo, float hi, size_t n, const float* x,
+                                        float* y) {
   size_t i;
   for (i = 0; i < n; i++) y[i] = txk_act_scalar(op, x[i], lo, hi);
 }
@@ -96,8 +97,8 @@ static float bin_scalar(int op, float av, float bv) {
 
 /* Row operations (contract in txk_internal.h); the portable reference for the
  * vector versions. */
-void txk_f32_rowop__scalar(int op, size_t n, const float* a, const float* b, float* y,
-                           const txk_rowop_params* q) {
+void txk_f32_rowop_ukernel_1x1__scalar(int op, size_t n, const float* a, const float* b, float* y,
+                                       const txk_rowop_params* q) {
   size_t j;
   switch (op) {
     case TXK_ROW_LAYERNORM: {

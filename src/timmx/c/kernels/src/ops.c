@@ -3,14 +3,14 @@
 #include <math.h>
 #include <string.h>
 
-#include "txk_internal.h"
+#include "internal/txk_internal.h"
 
 #define TXK_CHUNK 256
 
 int txk_layernorm(const txk_context* ctx, size_t rows, size_t c, const float* x, size_t x_stride,
                   float* y, size_t y_stride, const float* gamma, const float* beta, float eps) {
   txk_rowop_params q;
-  txk_rowop_fn fn;
+  txk_rowop_ukernel_fn fn;
   size_t r;
   if (!txk_ctx_ok(ctx) || x == NULL || y == NULL || c == 0) return TXK_EINVAL;
   if (x_stride == 0) x_stride = c;
@@ -65,7 +65,7 @@ int txk_groupnorm(const txk_context* ctx, size_t n, size_t hw, size_t c, size_t 
 int txk_softmax(const txk_context* ctx, size_t rows, size_t c, const float* x, size_t x_stride,
                 float* y, size_t y_stride) {
   txk_rowop_params q;
-  txk_rowop_fn fn;
+  txk_rowop_ukernel_fn fn;
   size_t r;
   if (!txk_ctx_ok(ctx) || x == NULL || y == NULL || c == 0) return TXK_EINVAL;
   if (x_stride == 0) x_stride = c;
@@ -79,7 +79,7 @@ int txk_softmax(const txk_context* ctx, size_t rows, size_t c, const float* x, s
 int txk_global_avgpool(const txk_context* ctx, size_t n, size_t hw, size_t c, const float* x,
                        float* y) {
   txk_rowop_params q;
-  txk_rowop_fn fn;
+  txk_rowop_ukernel_fn fn;
   size_t b, p, j;
   float inv;
   if (!txk_ctx_ok(ctx) || x == NULL || y == NULL || hw == 0) return TXK_EINVAL;
@@ -273,7 +273,7 @@ int txk_binary(const txk_context* ctx, const txk_binary_desc* d, const float* a,
     return TXK_EINVAL;
   if ((d->a_sc == 0 || d->a_sc == 1) && (d->b_sc == 0 || d->b_sc == 1)) {
     /* contiguous or broadcast channels: the context's vector row kernel */
-    const txk_rowop_fn fn = txk_ctx_rowop(ctx);
+    const txk_rowop_ukernel_fn fn = txk_ctx_rowop(ctx);
     txk_rowop_params q;
     memset(&q, 0, sizeof q);
     q.bop = (int)d->op;
@@ -321,7 +321,7 @@ int txk_channel_scale(const txk_context* ctx, size_t n, size_t p, size_t c, cons
   float g[TXK_CHUNK];
   size_t b, c0, q;
   txk_rowop_params prm;
-  txk_rowop_fn rowop;
+  txk_rowop_ukernel_fn rowop;
   if (!txk_ctx_ok(ctx) || x == NULL || s == NULL || y == NULL ||
       (unsigned)gate_act >= TXK_ACT_COUNT)
     return TXK_EINVAL;

@@ -3,7 +3,7 @@
  * against. Strict C99. */
 #include <math.h>
 
-#include "txk_internal.h"
+#include "internal/txk_internal.h"
 
 float txk_act_scalar(int op, float x, float lo, float hi) {
   float t;

@@ -1,5 +1,6 @@
-/* Status strings, CPU feature detection, kernel enumerators and dispatch. */
-#include "txk_internal.h"
+/* Dispatch layer: status strings, CPU feature detection, the micro-kernel
+ * enumerator (made from the list, internal/txk_ukernels.h) and the context. */
+#include "internal/txk_internal.h"
 
 const char* txk_status_string(int status) {
   switch (status) {
@@ -47,80 +48,34 @@ int txk_isa_supported(txk_isa isa) {
   }
 }
 
-#define TXK_FN(f) ((void (*)(void))(f))
+/* The enumerator: one entry per kernel of the list (in list order) that this
+ * architecture compiles, and the family of each entry. The name, ISA, MR and
+ * NR all come from the list's tokens. */
+#define TXK_UKERNEL_INFO_(family, mr, nr, isa)                                           \
+  TXK_IF_ISA_##isa({TXK_UKERNEL_NAME_STR(family, mr, nr, isa), (txk_isa)TXK_ISA_ID_##isa, \
+                    mr, nr, (void (*)(void))TXK_UKERNEL_NAME(family, mr, nr, isa)}, )
+static const txk_ukernel_info ukernels[] = {TXK_UKERNELS(TXK_UKERNEL_INFO_)};
+#undef TXK_UKERNEL_INFO_
 
-/* Enumerators: one const table per family, preferred kernel of an ISA first. */
-static const txk_ukernel_info gemm_table[] = {
-#if defined(TXK_X86)
-    {"txk_f32_gemm_ukernel_8x32__avx512", TXK_ISA_AVX512, 8, 32,
-     TXK_FN(txk_f32_gemm_ukernel_8x32__avx512)},
-    {"txk_f32_gemm_ukernel_12x32__avx512", TXK_ISA_AVX512, 12, 32,
-     TXK_FN(txk_f32_gemm_ukernel_12x32__avx512)},
-    {"txk_f32_gemm_ukernel_6x16__avx2", TXK_ISA_AVX2, 6, 16,
-     TXK_FN(txk_f32_gemm_ukernel_6x16__avx2)},
-#endif
-#if defined(TXK_ARM64)
-    {"txk_f32_gemm_ukernel_6x16__neon", TXK_ISA_NEON, 6, 16,
-     TXK_FN(txk_f32_gemm_ukernel_6x16__neon)},
-#endif
-    {"txk_f32_gemm_ukernel_4x16__scalar", TXK_ISA_SCALAR, 4, 16,
-     TXK_FN(txk_f32_gemm_ukernel_4x16__scalar)},
-};
+#define TXK_UKERNEL_FAMILY_(family, mr, nr, isa) TXK_IF_ISA_##isa(TXK_FAMILY_ID_##family, )
+static const unsigned char ukernel_family[] = {TXK_UKERNELS(TXK_UKERNEL_FAMILY_)};
+#undef TXK_UKERNEL_FAMILY_
 
-static const txk_ukernel_info dwconv_table[] = {
-#if defined(TXK_X86)
-    {"txk_f32_dwconv_ukernel_row16c__avx512", TXK_ISA_AVX512, 1, 16,
-     TXK_FN(txk_f32_dwconv_ukernel_row16c__avx512)},
-    {"txk_f32_dwconv_ukernel_row8c__avx2", TXK_ISA_AVX2, 1, 8,
-     TXK_FN(txk_f32_dwconv_ukernel_row8c__avx2)},
-#endif
-#if defined(TXK_ARM64)
-    {"txk_f32_dwconv_ukernel_row4c__neon", TXK_ISA_NEON, 1, 4,
-     TXK_FN(txk_f32_dwconv_ukernel_row4c__neon)},
-#endif
-    {"txk_f32_dwconv_ukernel_row__scalar", TXK_ISA_SCALAR, 1, 1,
-     TXK_FN(txk_f32_dwconv_ukernel_row__scalar)},
-};
-
-static const txk_ukernel_info vunary_table[] = {
-#if defined(TXK_X86)
-    {"txk_f32_vunary_16__avx512", TXK_ISA_AVX512, 1, 16, TXK_FN(txk_f32_vunary_16__avx512)},
-    {"txk_f32_vunary_8__avx2", TXK_ISA_AVX2, 1, 8, TXK_FN(txk_f32_vunary_8__avx2)},
-#endif
-#if defined(TXK_ARM64)
-    {"txk_f32_vunary_4__neon", TXK_ISA_NEON, 1, 4, TXK_FN(txk_f32_vunary_4__neon)},
-#endif
-    {"txk_f32_vunary__scalar", TXK_ISA_SCALAR, 1, 1, TXK_FN(txk_f32_vunary__scalar)},
-};
-
-static const txk_ukernel_info rowop_table[] = {
-#if defined(TXK_X86)
-    {"txk_f32_rowop_16__avx512", TXK_ISA_AVX512, 1, 16, TXK_FN(txk_f32_rowop_16__avx512)},
-    {"txk_f32_rowop_8__avx2", TXK_ISA_AVX2, 1, 8, TXK_FN(txk_f32_rowop_8__avx2)},
-#endif
-    {"txk_f32_rowop__scalar", TXK_ISA_SCALAR, 1, 1, TXK_FN(txk_f32_rowop__scalar)},
-};
-
-static const txk_ukernel_info* table_of(txk_family f, size_t* n) {
-  switch (f) {
-    case TXK_FAMILY_GEMM: *n = sizeof(gemm_table) / sizeof(gemm_table[0]); return gemm_table;
-    case TXK_FAMILY_DWCONV: *n = sizeof(dwconv_table) / sizeof(dwconv_table[0]); return dwconv_table;
-    case TXK_FAMILY_VUNARY: *n = sizeof(vunary_table) / sizeof(vunary_table[0]); return vunary_table;
-    case TXK_FAMILY_ROWOP: *n = sizeof(rowop_table) / sizeof(rowop_table[0]); return rowop_table;
-    default: *n = 0; return NULL;
-  }
-}
+#define TXK_NUKERNELS (sizeof(ukernels) / sizeof(ukernels[0]))
+/* C99 static assertion: one family per entry */
+typedef char txk_ukernel_family_table_matches[(sizeof(ukernel_family) == TXK_NUKERNELS) ? 1 : -1];
 
 size_t txk_ukernel_count(txk_family family) {
-  size_t n;
-  (void)table_of(family, &n);
+  size_t i, n = 0;
+  for (i = 0; i < TXK_NUKERNELS; i++) n += ukernel_family[i] == (unsigned)family;
   return n;
 }
 
 const txk_ukernel_info* txk_ukernel_get(txk_family family, size_t index) {
-  size_t n;
-  const txk_ukernel_info* t = table_of(family, &n);
-  return (t != NULL && index < n) ? &t[index] : NULL;
+  size_t i;
+  for (i = 0; i < TXK_NUKERNELS; i++)
+    if (ukernel_family[i] == (unsigned)family && index-- == 0) return &ukernels[i];
+  return NULL;
 }
 
 /* Preference rank of an ISA (higher = faster), -1 if above the limit. */
@@ -150,15 +105,17 @@ int txk_context_init(txk_context* ctx, txk_isa max_isa) {
   if (max_isa != TXK_ISA_AUTO && !txk_isa_supported(max_isa)) return TXK_EUNSUPPORTED;
   ctx->isa = TXK_ISA_SCALAR;
   for (f = 0; f < TXK_FAMILY_COUNT; f++) {
-    size_t n, i;
-    const txk_ukernel_info* t = table_of((txk_family)f, &n);
+    size_t i;
     const txk_ukernel_info* best = NULL;
     int rank = -1;
-    for (i = 0; i < n; i++) {
-      int r = isa_rank(t[i].isa, max_isa);
-      if (r > rank && txk_isa_supported(t[i].isa)) {
+    for (i = 0; i < TXK_NUKERNELS; i++) {
+      const txk_ukernel_info* k = &ukernels[i];
+      int r;
+      if (ukernel_family[i] != (unsigned)f) continue;
+      r = isa_rank(k->isa, max_isa);
+      if (r > rank && txk_isa_supported(k->isa)) {
         rank = r;
-        best = &t[i];
+        best = k;
       }
     }
     if (best == NULL) return TXK_EUNSUPPORTED;

@@ -1,0 +1,112 @@
+/* Internal declarations of the timmx kernel library, shared by the layers
+ * (dispatch.c, ref.c, the drivers conv.c / ops.c, the ISA files f32-<isa>.c):
+ * one signature per micro-kernel family (the contracts are in ../../README.md),
+ * the micro-kernel declarations (generated from the list, txk_ukernels.h), the
+ * context accessors and small helpers. */
+#ifndef TXK_INTERNAL_H
+#define TXK_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "timmx_kernels.h"
+#include "txk_ukernels.h"
+
+/* Internal vunary ops beyond txk_act (the transcendentals themselves). */
+#define TXK_OP_EXP 100
+#define TXK_OP_ERF 101
+
+/* Each family F has a function type txk_F_ukernel (used to declare the list's
+ * kernels, so definitions are checked against it) and its pointer txk_F_ukernel_fn. */
+
+/* ---- GEMM / direct-conv micro-kernel (family TXK_FAMILY_GEMM) ----------
+ * Computes an mr x nc tile (mr <= MR, nc <= NR) of
+ *   C[i][j] = epi( bias[j] + sum_{s<ks} sum_{t<kc} A_i[a_off[s] + t] * W[s][t][j] )
+ * where A_i = a[i] (row base pointers; the caller fills all MR entries, rows
+ * >= mr repeat a valid row), W is the packed gemm layout: w points at a
+ * block {bias[16], w[ks*kc][16]}, the next 16 columns are w + w_stride
+ * floats further. c/r: row i at c + i*c_stride (r likewise; r may be NULL
+ * when ep->residual == NONE). Only the mr x nc tile is written. */
+typedef void txk_gemm_ukernel(size_t mr, size_t nc, size_t kc, size_t ks, const float* const* a,
+                              const ptrdiff_t* a_off, const float* w, size_t w_stride, float* c,
+                              size_t c_stride, const float* r, size_t r_stride,
+                              const txk_epilogue* ep);
+typedef txk_gemm_ukernel* txk_gemm_ukernel_fn;
+
+/* ---- depthwise conv micro-kernel (family TXK_FAMILY_DWCONV) -------------
+ * Computes one output row oh of a depthwise conv (all out_w pixels, all c
+ * channels) reading the UNPADDED input image (padding by bounds), packed
+ * dwconv weights, fused epilogue. */
+typedef struct txk_dw_params {
+  const float* x; /* image base (one batch item) */
+  size_t in_h, in_w, xs;
+  size_t c, out_w, ys, rs;
+  size_t kh, kw, sh, sw, pt, pl, dh, dw;
+  const float* w; /* packed dwconv weights */
+  const txk_epilogue* ep;
+} txk_dw_params;
+typedef void txk_dwconv_ukernel(const txk_dw_params* p, size_t oh, float* y_row,
+                                const float* r_row);
+typedef txk_dwconv_ukernel* txk_dwconv_ukernel_fn;
+
+/* ---- elementwise unary (family TXK_FAMILY_VUNARY) -----------------------
+ * y[i] = op(x[i]) for i < n; op is a txk_act or TXK_OP_EXP / TXK_OP_ERF. */
+typedef void txk_vunary_ukernel(int op, float lo, float hi, size_t n, const float* x, float* y);
+typedef txk_vunary_ukernel* txk_vunary_ukernel_fn;
+
+/* ---- row operations (family TXK_FAMILY_ROWOP) ----------------------------
+ * One call = one contiguous row of n >= 1 floats:
+ *   TXK_ROW_LAYERNORM  y = (a - mean) / sqrt(var + eps) [* gamma] [+ beta]  (y == a allowed)
+ *   TXK_ROW_SOFTMAX    y = exp(a - max) / sum                              (y == a allowed)
+ *   TXK_ROW_ACC        y += a
+ *   TXK_ROW_MUL        y = a * b                                           (y == a allowed)
+ *   TXK_ROW_BINARY     y = act(a op b); a/b element stride asc/bsc is 0 (broadcast a[0])
+ *                      or 1; act none/relu/clamp or any txk_act           (y == a allowed) */
+#define TXK_ROW_LAYERNORM 0
+#define TXK_ROW_SOFTMAX 1
+#define TXK_ROW_ACC 2
+#define TXK_ROW_MUL 3
+#define TXK_ROW_BINARY 4
+typedef struct txk_rowop_params {
+  const float* gamma; /* layernorm affine (NULL = 1 / 0) */
+  const float* beta;
+  float eps;
+  int bop;          /* binary: txk_binop */
+  size_t asc, bsc;  /* binary: 0 or 1 */
+  int act;          /* binary: txk_act applied to the result */
+  float lo, hi;
+} txk_rowop_params;
+typedef void txk_rowop_ukernel(int op, size_t n, const float* a, const float* b, float* y,
+                               const txk_rowop_params* q);
+typedef txk_rowop_ukernel* txk_rowop_ukernel_fn;
+
+/* The micro-kernels: one declaration per entry of the list, with its family's
+ * function type (e.g. txk_gemm_ukernel txk_f32_gemm_ukernel_6x16__avx2;). */
+#define TXK_UKERNEL_DECLARE_(family, mr, nr, isa) \
+  TXK_IF_ISA_##isa(txk_##family##_ukernel TXK_UKERNEL_NAME(family, mr, nr, isa);)
+TXK_UKERNELS(TXK_UKERNEL_DECLARE_)
+#undef TXK_UKERNEL_DECLARE_
+
+/* Scalar activation (libm based, ref.c); shared by scalar kernels and drivers. */
+float txk_act_scalar(int op, float x, float lo, float hi);
+/* 1 if the act needs the row pass (not none / relu / clamp). */
+static inline int txk_act_is_complex(int act) {
+  return act != TXK_ACT_NONE && act != TXK_ACT_RELU && act != TXK_ACT_CLAMP;
+}
+
+/* Context accessors used by the drivers, one per family:
+ * txk_ctx_gemm, txk_ctx_dwconv, txk_ctx_vunary, txk_ctx_rowop (ctx) -> txk_F_ukernel_fn. */
+#define TXK_CTX_ACCESSOR_(family, family_enum)                                     \
+  static inline txk_##family##_ukernel_fn txk_ctx_##family(const txk_context* ctx) { \
+    return (txk_##family##_ukernel_fn)ctx->ukernel[family_enum]->fn;               \
+  }
+TXK_UKERNEL_FAMILIES(TXK_CTX_ACCESSOR_)
+#undef TXK_CTX_ACCESSOR_
+int txk_ctx_ok(const txk_context* ctx);
+
+#define TXK_MAX_MR 16
+#define TXK_IS_ALIGNED(p) ((((uintptr_t)(const void*)(p)) & (TXK_ALIGN - 1)) == 0)
+
+static inline size_t txk_round_up(size_t a, size_t b) { return (a + b - 1) / b * b; }
+
+#endif
