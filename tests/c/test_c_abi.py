@@ -1,6 +1,6 @@
 """The ctypes mirror of the kernel library (timmx.c.abi) matches the real header: struct sizes,
-field offsets and sizes, enumerator values, constants, and every function's signature (a
-mismatch fails here, not on a user's machine)."""
+field offsets and sizes, enumerator values, constants, and every function's signature; and the
+exporter's descriptors go through it (a mismatch fails here, not on a user's machine)."""
 
 import ctypes
 import re
@@ -166,3 +166,52 @@ def test_every_function_of_the_header_is_mirrored_with_its_signature() -> None:
         if want != list(argtypes):
             wrong.append(f"{name}: takes ({', '.join(args)}), mirror {argtypes}")
     assert not wrong, "function signatures differ:\n" + "\n".join(wrong)
+
+
+def test_descriptors_must_name_the_mirrored_fields_in_order() -> None:
+    from timmx.c.descriptors import Desc
+
+    fields = tuple((name, 0) for name, _ in abi.AttentionDesc._fields_)
+    assert Desc("txk_attention_desc", fields).to_ctypes().seq == 0
+    with pytest.raises(ValueError, match="do not match the ABI"):
+        Desc("txk_attention_desc", tuple(reversed(fields)))
+
+
+@needs_cc
+def test_scratch_sizes_come_from_the_library_through_the_mirror() -> None:
+    """A padded conv and a bmm: the exporter's sizer (descriptor -> ctypes -> library) returns
+    the library's documented sizes."""
+    from timmx.c.build import scratch_sizer
+    from timmx.c.lower.ir import Buffer, Ref, Step, StepKind, contiguous_strides, nhwc_strides
+
+    def ref(shape, strides=None):
+        strides = strides or nhwc_strides(shape)
+        return Ref(shape, strides, Buffer(nfloats=1 << 20, kind="arena", name="t"))
+
+    conv = Step(
+        kind=StepKind.CONV,
+        ins=[ref((1, 8, 10, 12))],
+        out=ref((1, 16, 10, 14)),
+        attrs={
+            "kh": 3,
+            "kw": 3,
+            "stride": (1, 1),
+            "pad": [1, 2, 1, 2],
+            "dilation": (1, 1),
+            "groups": 1,
+            "act": "RELU",
+            "residual_mode": "NONE",
+        },
+    )
+    size = scratch_sizer(CC)
+    padded = (10 + 1 + 1) * (12 + 2 + 2) * 8 * 4
+    assert size(conv) == -(-padded // 64) * 64, "conv scratch differs from the header's rule"
+    shape_a, shape_b = (2, 5, 7), (2, 7, 9)
+    bmm = Step(
+        kind=StepKind.BMM,
+        ins=[ref(shape_a, contiguous_strides(shape_a)), ref(shape_b, contiguous_strides(shape_b))],
+        out=ref((2, 5, 9), contiguous_strides((2, 5, 9))),
+        attrs={"alpha": 1.0},
+    )
+    assert size(bmm) > 0, "a bmm needs scratch for its packed B"
+    assert scratch_sizer(None)(bmm) >= size(bmm), "the estimate without a compiler is too small"

@@ -1,5 +1,6 @@
 """Compile and run generated C: compiler discovery, a cache of compiled kernel objects, and
-the scratch sizes of the kernel library (queried through ctypes) for the memory plan."""
+the scratch sizes of the kernel library (queried through ctypes, :mod:`timmx.c.abi`, with the
+steps' descriptors, :mod:`timmx.c.descriptors`) for the memory plan."""
 
 import ctypes
 import hashlib
@@ -11,6 +12,9 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from timmx.c import abi
+from timmx.c.descriptors import SCRATCH_SIZE_FUNCTIONS, descriptor
+from timmx.c.lower.ir import StepKind
 from timmx.errors import ConfigurationError, ExportError
 
 DEFAULT_FLAGS = ("-O2",)
@@ -139,8 +143,9 @@ def build_demo(
     inc = [f"-I{src_dir}", f"-I{kdir / 'include'}", f"-I{kdir / 'src'}"]
     warn = [*WARN_FLAGS, *(["-Werror"] if werror else [])]
     sources = [src_dir / f"{prefix}.c", src_dir / "main.c"]
-    if (src_dir / f"{prefix}_weights.c").exists():
-        sources.append(src_dir / f"{prefix}_weights.c")
+    for extra in (f"{prefix}_labels.c", f"{prefix}_weights.c"):
+        if (src_dir / extra).exists():
+            sources.append(src_dir / extra)
     build_dir.mkdir(parents=True, exist_ok=True)
     model_objs = []
 
@@ -168,61 +173,6 @@ def run_demo(
 # ---------------------------------------------------------------------------------------------
 # Scratch sizes from the kernel library itself (so faster kernels need no generator change).
 # ---------------------------------------------------------------------------------------------
-class _Epilogue(ctypes.Structure):
-    _fields_ = [
-        ("act", ctypes.c_int),
-        ("act_min", ctypes.c_float),
-        ("act_max", ctypes.c_float),
-        ("residual", ctypes.c_int),
-    ]
-
-
-class _Conv(ctypes.Structure):
-    _fields_ = [
-        (n, ctypes.c_int)
-        for n in (
-            "n",
-            "in_h",
-            "in_w",
-            "in_c",
-            "out_h",
-            "out_w",
-            "out_c",
-            "kh",
-            "kw",
-            "stride_h",
-            "stride_w",
-            "pad_top",
-            "pad_left",
-            "pad_bottom",
-            "pad_right",
-            "dil_h",
-            "dil_w",
-            "groups",
-            "x_stride",
-            "y_stride",
-            "r_stride",
-        )
-    ] + [("epilogue", _Epilogue)]
-
-
-class _Bmm(ctypes.Structure):
-    _fields_ = (
-        [(n, ctypes.c_int) for n in ("batch", "m", "n", "k")]
-        + [
-            (n, ctypes.c_long)
-            for n in ("a_sb", "a_sm", "a_sk", "b_sb", "b_sk", "b_sn", "c_sb", "c_sm")
-        ]
-        + [("alpha", ctypes.c_float)]
-    )
-
-
-class _Attn(ctypes.Structure):
-    _fields_ = [
-        (n, ctypes.c_int) for n in ("seq", "heads", "head_dim", "qkv_stride", "out_stride")
-    ] + [("scale", ctypes.c_float)]
-
-
 _LIBS: dict[str, ctypes.CDLL] = {}
 
 
@@ -252,82 +202,40 @@ def kernel_library(cc: list[str]) -> ctypes.CDLL:
             "building the kernel library",
         )
         os.replace(tmp, path)
-    lib = ctypes.CDLL(str(path))
-    for fn, arg in (
-        ("txk_conv2d_scratch_size", _Conv),
-        ("txk_bmm_scratch_size", _Bmm),
-        ("txk_attention_scratch_size", _Attn),
-    ):
-        getattr(lib, fn).restype = ctypes.c_size_t
-        getattr(lib, fn).argtypes = [ctypes.POINTER(arg)]
+    lib = abi.declare(ctypes.CDLL(str(path)))
     _LIBS[key] = lib
     return lib
 
 
 def scratch_sizer(cc: list[str] | None):
-    """A function step -> scratch bytes, asking the compiled kernel library (needs a compiler;
-    without one, a conservative estimate that the generated init double-checks)."""
-    from timmx.c.lower.ir import pixel_stride
-
+    """A function step -> scratch bytes, asking the compiled kernel library with the step's
+    descriptor (needs a compiler; without one, a conservative estimate that the generated
+    init double-checks)."""
     lib = kernel_library(cc) if cc else None
 
     def size(step) -> int:
-        a = step.attrs
-        if step.kind == "conv":
-            x, y = step.ins[0], step.out
-            n, c, h, w = x.shape
-            _, oc, oh, ow = y.shape
-            pt, pl, pb, pr = a["pad"]
-            if lib is None:
-                if c == oc == a["groups"] or not any(a["pad"]):
-                    return 0
-                return (h + pt + pb) * (w + pl + pr) * c * 4 + 64
-            xs, ys = pixel_stride(x), pixel_stride(y)
-            d = _Conv(
-                n,
-                h,
-                w,
-                c,
-                oh,
-                ow,
-                oc,
-                a["kh"],
-                a["kw"],
-                a["stride"][0],
-                a["stride"][1],
-                pt,
-                pl,
-                pb,
-                pr,
-                a["dilation"][0],
-                a["dilation"][1],
-                a["groups"],
-                0 if xs == c else xs,
-                0 if ys == oc else ys,
-                0,
-                _Epilogue(0, 0.0, 0.0, 0),
-            )
-            return int(lib.txk_conv2d_scratch_size(ctypes.byref(d)))
-        if step.kind == "bmm":
-            A, B = step.ins
-            batch, m, k = A.shape
-            nn = B.shape[2]
-            if lib is None:
-                return (((nn + 15) // 16) * 16 * (k + 1) + m * k + 64) * 4
-            st = [s if dim != 1 else 0 for s, dim in zip(A.strides, A.shape, strict=True)]
-            sb = [s if dim != 1 else 0 for s, dim in zip(B.strides, B.shape, strict=True)]
-            if k == 1:
-                st[2] = 1
-            d = _Bmm(batch, m, nn, k, *st, *sb, step.out.strides[0], step.out.strides[1], 1.0)
-            return int(lib.txk_bmm_scratch_size(ctypes.byref(d)))
-        if step.kind == "attention":
-            if lib is None:
-                s = a["seq"]
-                return (((s + 15) // 16) * 16 * (s + 2 * a["head_dim"] + 32)) * 4 * 2
-            d = _Attn(
-                a["seq"], a["heads"], a["head_dim"], a["qkv_stride"], a["out_stride"], a["scale"]
-            )
-            return int(lib.txk_attention_scratch_size(ctypes.byref(d)))
-        return 0
+        fn = SCRATCH_SIZE_FUNCTIONS.get(step.kind)
+        if fn is None:
+            return 0
+        desc = descriptor(step)
+        if lib is None:
+            return _estimate(step.kind, desc)
+        return int(getattr(lib, fn)(ctypes.byref(desc.to_ctypes())))
 
     return size
+
+
+def _estimate(kind: StepKind, d) -> int:
+    """An upper bound of the kernel library's scratch bytes, without the library."""
+    if kind is StepKind.CONV:
+        pads = (d["pad_top"], d["pad_left"], d["pad_bottom"], d["pad_right"])
+        if d["in_c"] == d["out_c"] == d["groups"] or not any(pads):
+            return 0
+        hp = d["in_h"] + d["pad_top"] + d["pad_bottom"]
+        wp = d["in_w"] + d["pad_left"] + d["pad_right"]
+        return hp * wp * d["in_c"] * 4 + 64
+    if kind is StepKind.BMM:
+        n, k = d["n"], d["k"]
+        return (((n + 15) // 16) * 16 * (k + 1) + d["m"] * k + 64) * 4
+    s = d["seq"]
+    return (((s + 15) // 16) * 16 * (s + 2 * d["head_dim"] + 32)) * 4 * 2
