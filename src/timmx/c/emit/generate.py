@@ -1,14 +1,14 @@
 """Turn lowered steps into the generated C sources, the weights blob and the build files."""
 
-import json
 import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from timmx.c.emit.steps import emit_step
+from timmx.c.emit.source import c_string, labels_body, model_source
+from timmx.c.emit.symbols import Symbols
 from timmx.c.emit.weights import HEADER_BYTES, VERSION, build_blob, layout_id
-from timmx.c.lower.ir import ALIGN, Buffer, Ref, Step, round_up
+from timmx.c.lower.ir import ALIGN, Buffer, Ref, Step, StepKind, round_up
 from timmx.c.plan import MemoryPlan, plan_memory
 
 KERNELS_DIR = Path(__file__).resolve().parent.parent / "kernels"
@@ -53,18 +53,27 @@ def pack_weights(steps: list[Step], buffers: list[Buffer]) -> None:
     from timmx.c import packing
 
     for i, step in enumerate(steps):
-        if step.kind == "conv":
+        if step.kind is StepKind.CONV:
             w = step.attrs["weight"].numpy()
             b = step.attrs["bias"]
-            data = packing.pack_conv2d(w, None if b is None else b.numpy(), step.attrs["groups"])
-            step.attrs["kh"], step.attrs["kw"] = int(w.shape[2]), int(w.shape[3])
-        elif step.kind == "linear":
+            groups = step.attrs["groups"]
+            data = packing.pack_conv2d(w, None if b is None else b.numpy(), groups)
+            oc, icg, kh, kw = (int(d) for d in w.shape)
+            step.attrs["kh"], step.attrs["kw"] = kh, kw
+            if packing.is_depthwise(icg * groups, oc, groups):
+                note = f"packed dwconv, c {oc}, k {kh}x{kw}"
+            else:
+                note = f"packed gemm, oc {oc}, k {kh}x{kw}x{icg}"
+                note += f", groups {groups}" if groups > 1 else ""
+        elif step.kind is StepKind.LINEAR:
             w = step.attrs["weight"].numpy()
             b = step.attrs["bias"]
             data = packing.pack_linear(w, None if b is None else b.numpy())
+            note = f"packed gemm, n {w.shape[0]}, k {w.shape[1]}"
         else:
             continue
         buf = Buffer(nfloats=data.size, kind="weight", name=f"w{i}", data=data)
+        buf.module, buf.note = step.module, note
         buffers.append(buf)
         step.attrs["packed"] = Ref(shape=(data.size,), strides=(1,), buf=buf)
 
@@ -102,10 +111,6 @@ def _render(name: str, values: dict[str, str]) -> str:
     return text
 
 
-def _c_string(s: str) -> str:
-    return json.dumps(s, ensure_ascii=True)
-
-
 def generate(
     lowered,
     prepared,
@@ -124,7 +129,7 @@ def generate(
     if scratch_sizer is not None:
         for step in steps:
             step.scratch = int(scratch_sizer(step))
-    payload, _wbufs, wdesc = layout_weights(steps)
+    payload, wbufs, wdesc = layout_weights(steps)
     plan = plan_memory(steps, buffers)
     arena = max(plan.arena_bytes, ALIGN)
     in_shape = lowered.input_ref.shape
@@ -133,54 +138,9 @@ def generate(
     blob = build_blob(payload, lid)
     P = prefix.upper()
     kinds: dict[str, int] = {}
-    body: list[str] = []
-    for i, step in enumerate(steps):
-        kinds[step.kind] = kinds.get(step.kind, 0) + 1
-        what = step.kind
-        extra = []
-        if step.kind in ("conv", "linear"):
-            if step.attrs.get("act", "NONE") != "NONE":
-                extra.append(step.attrs["act"].lower())
-            if step.attrs.get("residual_mode", "NONE") != "NONE":
-                extra.append("residual")
-            if step.attrs.get("folded"):
-                extra.append("bn folded")
-        elif step.kind in ("unary", "binary"):
-            extra.append(step.attrs["op"].lower())
-        label = what + (f" [{', '.join(extra)}]" if extra else "")
-        shape = "x".join(str(s) for s in step.out.shape) if step.out is not None else ""
-        where = step.module or "(graph)"
-        if step.attrs.get("also"):
-            where += " + " + " + ".join(step.attrs["also"])
-        comment = f"/* {i}: {where}: {label} -> {shape} */"
-        body.append("  " + comment.replace("*/ ", "* /"))
-        body.append("  {")
-        body.append(f"    TXM_STEP_BEGIN({i});")
-        body.extend("    " + line for line in emit_step(step))
-        body.append(f"    TXM_STEP_END({i}, {_c_string(label + ' ' + where)});")
-        body.append("  }")
-    scratch_checks = []
-    for i, step in enumerate(steps):
-        if step.kind == "conv" and step.scratch:
-            fn = "txk_conv2d_scratch_size"
-        elif step.kind == "bmm" and step.scratch:
-            fn = "txk_bmm_scratch_size"
-        elif step.kind == "attention" and step.scratch:
-            fn = "txk_attention_scratch_size"
-        else:
-            if step.kind in ("conv", "bmm", "attention"):
-                fn = {
-                    "conv": "txk_conv2d_scratch_size",
-                    "bmm": "txk_bmm_scratch_size",
-                    "attention": "txk_attention_scratch_size",
-                }[step.kind]
-            else:
-                continue
-        desc_line = emit_step(step)[0]
-        scratch_checks.append(
-            f"  {{ /* step {i} */\n    {desc_line}\n"
-            f"    if ({fn}(&d) > {int(step.scratch)}u) return {P}_ESCRATCH;\n  }}"
-        )
+    for step in steps:
+        kinds[str(step.kind)] = kinds.get(str(step.kind), 0) + 1
+    source = model_source(steps, Symbols(steps, wbufs, plan.live), P)
     meta = prepared.metadata()
     labels = prepared.labels or []
     mean = ", ".join(f"{v!r}f" for v in prepared.mean)
@@ -210,17 +170,23 @@ def generate(
         "STD": std,
         "NUM_CLASSES": str(prepared.num_classes),
         "NUM_LABELS": str(len(labels)),
-        "LABELS": ",\n".join("    " + _c_string(x) for x in labels) or "    0",
+        "LABELS_BODY": labels_body(prefix, P, labels),
         "META": "\n".join(
             f" *   {k}: {v if len(v) < 200 else v[:200] + '...'}".replace("*/", "* /")
             for k, v in meta.items()
         ),
-        "INTERPOLATION": _c_string(prepared.interpolation),
+        "INTERPOLATION": c_string(prepared.interpolation),
         "CROP_PCT": repr(float(prepared.crop_pct)),
         "EMBEDDED": "1" if embed_weights else "0",
         "STEPS": str(len(steps)),
-        "BODY": "\n".join(body),
-        "SCRATCH_CHECKS": "\n".join(scratch_checks) or "  /* no step needs scratch */",
+        "WEIGHTS_MAP": source.weights_map,
+        "ARENA_MAP": source.arena_map,
+        "STEP_DATA": source.step_data,
+        "RUN_LOCALS": source.run_locals,
+        "RUN_SETUP": source.run_setup,
+        "BODY": source.body,
+        "SCRATCH_CHECKS": source.scratch_checks,
+        "PROFILE_NAMES": source.profile_names,
         "WEIGHTS_FILE": f"{prefix}_weights.bin",
         "KERNEL_SOURCES": " ".join(f"kernels/src/{p.name}" for p in kernel_sources()),
     }
@@ -229,6 +195,7 @@ def generate(
     for template, name in (
         ("model.h.in", f"{prefix}.h"),
         ("model.c.in", f"{prefix}.c"),
+        ("labels.c.in", f"{prefix}_labels.c"),
         ("main.c.in", "main.c"),
         ("Makefile.in", "Makefile"),
         ("CMakeLists.txt.in", "CMakeLists.txt"),

@@ -1,21 +1,36 @@
-"""C code for each kind of lowered step (one block per step, descriptors as static const)."""
+"""The C of each kind of step: one kernel call (two for a pad), plus the file-scope data
+(descriptor, index arrays) it points to. ``EMITTERS`` maps every :class:`StepKind` to its
+emitter; descriptors come from :mod:`timmx.c.descriptors`."""
 
+import ctypes
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from timmx.c.lower.ir import Ref, Step, norm_strides
+from timmx.c import abi
+from timmx.c.descriptors import Desc, Enumerator, binary_geometry, descriptor
+from timmx.c.emit.symbols import Symbols
+from timmx.c.lower.ir import Ref, Step, StepKind, collapse, norm_strides
 
-TXK_ACTS = {
-    "NONE",
-    "RELU",
-    "CLAMP",
-    "HARDSWISH",
-    "HARDSIGMOID",
-    "SILU",
-    "GELU",
-    "GELU_TANH",
-    "SIGMOID",
-    "TANH",
-}
+# activations txk_unary runs (TXK_ACT_*); any other unary op goes through txg_unary
+TXK_ACTS = {name for name in abi.ACT if name != "COUNT"}
+
+
+@dataclass
+class Call:
+    """A kernel call: function name and argument expressions."""
+
+    fn: str
+    args: list[str]
+
+
+@dataclass
+class StepCode:
+    """What one step contributes: file-scope definitions and its kernel calls, in order."""
+
+    data: list[str] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+    desc: str | None = None  # the descriptor variable, when the call takes one
 
 
 def cfloat(v: float) -> str:
@@ -30,52 +45,95 @@ def cfloat(v: float) -> str:
     return r + "f"
 
 
-def ptr(ref: Ref, const: bool = True) -> str:
-    """A C expression pointing at the first element of ``ref``."""
-    buf = ref.buf
-    q = "const float*" if const else "float*"
-    if buf.kind == "input":
-        base = "input"
-        return f"({base} + {ref.offset})" if ref.offset else base
-    if buf.kind == "output":
-        return f"(output + {ref.offset})" if ref.offset else "output"
-    if buf.kind == "weight":
-        return (
-            f"(({q})(W + {buf.offset}) + {ref.offset})"
-            if ref.offset
-            else f"(({q})(W + {buf.offset}))"
-        )
-    root = buf.root()
-    off = root.offset
-    return f"(({q})(A + {off}) + {ref.offset})" if ref.offset else f"(({q})(A + {off}))"
+def wrap(
+    head: str, items: list[str], tail: str, *, width: int = 100, indent: int | None = None
+) -> list[str]:
+    """``head`` + ``items`` joined by ", " + ``tail``, on one line when it fits in ``width``,
+    else broken after commas: continuation lines are aligned after ``head``, or, given
+    ``indent``, start on a new line after ``head`` indented by ``indent`` spaces."""
+    one = head + ", ".join(items) + tail
+    if len(one) <= width or not items:
+        return [one]
+    pad = " " * (len(head) if indent is None else indent)
+    lines: list[str] = []
+    if indent is not None:
+        lines.append(head.rstrip())
+        line = pad
+    else:
+        line = head
+    fresh = True
+    for i, item in enumerate(items):
+        piece = item + ("," if i < len(items) - 1 else tail)
+        if not fresh and len(line) + 1 + len(piece) > width:
+            lines.append(line)
+            line, fresh = pad, True
+        line += piece if fresh else " " + piece
+        fresh = False
+    lines.append(line)
+    return lines
 
 
-def collapse(shape, *stride_sets):
-    """Drop size-1 dims and merge dims contiguous in every operand; order by the first."""
-    dims = [d for d in range(len(shape)) if shape[d] != 1]
-    first = stride_sets[0]
-    dims.sort(key=lambda d: -abs(first[d]))
-    out_shape: list[int] = []
-    out_strides: list[list[int]] = [[] for _ in stride_sets]
-    for d in dims:
-        if out_shape and all(
-            ss[-1] == s[d] * shape[d] for ss, s in zip(out_strides, stride_sets, strict=True)
-        ):
-            out_shape[-1] *= shape[d]
-            for ss, s in zip(out_strides, stride_sets, strict=True):
-                ss[-1] = s[d]
-            continue
-        out_shape.append(shape[d])
-        for ss, s in zip(out_strides, stride_sets, strict=True):
-            ss.append(s[d])
-    return out_shape, out_strides
+def _c_value(value, ctype) -> str:
+    if isinstance(value, Enumerator):
+        return value.c_name
+    if isinstance(value, float) or ctype is ctypes.c_float:
+        return cfloat(value)
+    if ctype is ctypes.c_long:
+        return f"{int(value)}L"
+    return str(int(value))
 
 
-def _broadcast(ref: Ref, shape) -> tuple[int, ...]:
-    """Strides of ``ref`` broadcast to ``shape`` (0 on broadcast dims)."""
-    pad = len(shape) - ref.ndim
-    strides = [0] * pad + list(norm_strides(ref.shape, ref.strides))
-    return tuple(strides)
+def _fields(desc: Desc) -> list[str]:
+    """``.field = value`` items; a nested struct's items are ``.name = {.a = 1``, ..., ``.z}``
+    (so the list joined by ", " is the initializer and can be broken between any two)."""
+    types = dict(abi.STRUCTS[desc.ctype]._fields_)
+    items = []
+    for name, value in desc.fields:
+        if isinstance(value, Desc):
+            inner = _fields(value)
+            inner[0] = "{" + inner[0]
+            inner[-1] += "}"
+            items += [f".{name} = {inner[0]}", *inner[1:]]
+        else:
+            items.append(f".{name} = {_c_value(value, types[name])}")
+    return items
+
+
+# fields that start a line of a multi-line initializer (the rest follow greedily)
+LINE_STARTS = {
+    "txk_conv2d_desc": {"n", "kh", "pad_top", "dil_h", "epilogue"},
+    "txk_linear_desc": {"m", "epilogue"},
+    "txk_bmm_desc": {"batch", "a_sb", "b_sb", "c_sb"},
+    "txk_pool2d_desc": {"n", "kh", "dil_h"},
+    "txk_binary_desc": {"op", "a_sn", "b_sn", "y_sn", "epilogue"},
+}
+
+
+def c_initializer(ctype: str, name: str, desc: Desc) -> list[str]:
+    """``static const <ctype> <name> = {.field = value, ...};``: designated, every field, one
+    line when it fits, else one line per group of related fields (``LINE_STARTS``)."""
+    head = f"static const {ctype} {name} = {{"
+    items = _fields(desc)
+    one = wrap(head, items, "};")
+    if len(one) == 1:
+        return one
+    starts = LINE_STARTS.get(ctype, set())
+    groups: list[list[str]] = []
+    for (field_name, _), item_count in zip(desc.fields, _item_counts(desc), strict=True):
+        if not groups or field_name in starts:
+            groups.append([])
+        groups[-1].extend(items[:item_count])
+        items = items[item_count:]
+    lines = [head]
+    for i, group in enumerate(groups):
+        tail = "};" if i == len(groups) - 1 else ","
+        lines += wrap("    ", group, tail, indent=None)
+    return lines
+
+
+def _item_counts(desc: Desc) -> list[int]:
+    """How many ``_fields`` items each field of ``desc`` makes (a nested struct: several)."""
+    return [len(_fields(v)) if isinstance(v, Desc) else 1 for _, v in desc.fields]
 
 
 def larr(values) -> str:
@@ -83,278 +141,167 @@ def larr(values) -> str:
     return "{" + ", ".join(f"{int(v)}L" for v in values) + "}" if values else "{0L}"
 
 
-def epilogue(attrs) -> str:
-    """A txk_epilogue initializer."""
-    act = attrs.get("act", "NONE")
-    return (
-        f"{{TXK_ACT_{act}, {cfloat(attrs.get('act_min', 0.0))}, "
-        f"{cfloat(attrs.get('act_max', 0.0))}, TXK_RESIDUAL_{attrs.get('residual_mode', 'NONE')}}}"
-    )
+def _arrays(name: str, *arrays: tuple[str, list[int]]) -> list[str]:
+    """File-scope ``static const long <name>_<key>[]`` index arrays of a txg call."""
+    return [f"static const long {name}_{key}[] = {larr(v)};" for key, v in arrays]
 
 
-def emit_step(step: Step) -> list[str]:
-    """The C statements of one step (without the comment)."""
-    fn = globals().get(f"_emit_{step.kind}")
-    if fn is None:
-        raise ValueError(f"no C emitter for step kind {step.kind!r}")
-    return fn(step)
+def _with_desc(step: Step, sym: Symbols) -> tuple[StepCode, str]:
+    desc = descriptor(step)
+    name = "d_" + sym.step_names[id(step)]
+    return StepCode(data=c_initializer(desc.ctype, name, desc), desc=name), "&" + name
 
 
-def _scratch(step: Step) -> str:
-    if step.scratch_buf is None:
-        return "NULL"
-    return f"(A + {step.scratch_buf.root().offset})"
+def _scratch(step: Step, sym: Symbols) -> str:
+    return sym.ptr_buf(step.scratch_buf) if step.scratch_buf is not None else "NULL"
 
 
-def _emit_conv(step: Step) -> list[str]:
-    x, y = step.ins[0], step.out
-    a = step.attrs
-    n, c, h, w = x.shape
-    _, oc, oh, ow = y.shape
-    kh, kw = a["kh"], a["kw"]
-    from timmx.c.lower.ir import pixel_stride
-
-    xs = pixel_stride(x)
-    ys = pixel_stride(y)
-    r = a.get("residual")
-    rs = pixel_stride(r) if isinstance(r, Ref) else 0
-    pt, pl, pb, pr = a["pad"]
-    desc = (
-        f"{{{n}, {h}, {w}, {c}, {oh}, {ow}, {oc}, {kh}, {kw}, {a['stride'][0]}, {a['stride'][1]}, "
-        f"{pt}, {pl}, {pb}, {pr}, {a['dilation'][0]}, {a['dilation'][1]}, {a['groups']}, "
-        f"{xs if xs != c else 0}, {ys if ys != oc else 0}, {rs if rs and rs != oc else 0}, "
-        f"{epilogue(a)}}}"
-    )
-    res = ptr(r) if isinstance(r, Ref) else "NULL"
-    return [
-        f"static const txk_conv2d_desc d = {desc};",
-        f"TXM_TRY(txk_conv2d(ctx, &d, {ptr(x)}, {ptr(a['packed'])}, {ptr(y, False)}, {res}, "
-        f"{_scratch(step)}));",
-    ]
+def _opt(ref, sym: Symbols) -> str:
+    return sym.ptr(ref) if isinstance(ref, Ref) else "NULL"
 
 
-def _emit_linear(step: Step) -> list[str]:
-    x, y = step.ins[0], step.out
-    a = step.attrs
-    m, k = x.shape
-    n = y.shape[1]
-    lda = x.strides[0] if m > 1 else k
-    ldy = y.strides[0] if m > 1 else n
-    r = a.get("residual")
-    ldr = (r.strides[0] if m > 1 else n) if isinstance(r, Ref) else 0
-    res = ptr(r) if isinstance(r, Ref) else "NULL"
-    return [
-        f"static const txk_linear_desc d = {{{m}, {k}, {n}, {lda}, {ldy}, {ldr}, {epilogue(a)}}};",
-        f"TXM_TRY(txk_linear(ctx, &d, {ptr(x)}, {ptr(a['packed'])}, {ptr(y, False)}, {res}));",
-    ]
+def _conv(step: Step, sym: Symbols) -> StepCode:
+    code, d = _with_desc(step, sym)
+    x, y, a = step.ins[0], step.out, step.attrs
+    args = [sym.ptr(x), sym.ptr(a["packed"]), sym.ptr(y), _opt(a.get("residual"), sym)]
+    code.calls.append(Call("txk_conv2d", ["ctx", d, *args, _scratch(step, sym)]))
+    return code
 
 
-def _emit_bmm(step: Step) -> list[str]:
+def _linear(step: Step, sym: Symbols) -> StepCode:
+    code, d = _with_desc(step, sym)
+    x, y, a = step.ins[0], step.out, step.attrs
+    args = [sym.ptr(x), sym.ptr(a["packed"]), sym.ptr(y), _opt(a.get("residual"), sym)]
+    code.calls.append(Call("txk_linear", ["ctx", d, *args]))
+    return code
+
+
+def _bmm(step: Step, sym: Symbols) -> StepCode:
+    code, d = _with_desc(step, sym)
     a, b = step.ins
-    y = step.out
-    batch, m, k = a.shape
-    n = b.shape[2]
-    asb, asm, ask = (s if dim != 1 else 0 for s, dim in zip(a.strides, a.shape, strict=True))
-    bsb, bsk, bsn = (s if dim != 1 else 0 for s, dim in zip(b.strides, b.shape, strict=True))
-    if k == 1:
-        ask = 1
-    desc = (
-        f"{{{batch}, {m}, {n}, {k}, {asb}L, {asm}L, {ask}L, {bsb}L, {bsk}L, {bsn}L, "
-        f"{y.strides[0]}L, {y.strides[1]}L, {cfloat(step.attrs.get('alpha', 1.0))}}}"
-    )
-    return [
-        f"static const txk_bmm_desc d = {desc};",
-        f"TXM_TRY(txk_bmm(ctx, &d, {ptr(a)}, {ptr(b)}, {ptr(y, False)}, {_scratch(step)}));",
-    ]
+    args = [sym.ptr(a), sym.ptr(b), sym.ptr(step.out), _scratch(step, sym)]
+    code.calls.append(Call("txk_bmm", ["ctx", d, *args]))
+    return code
 
 
-def _emit_attention(step: Step) -> list[str]:
+def _attention(step: Step, sym: Symbols) -> StepCode:
+    code, d = _with_desc(step, sym)
     q, k, v = step.ins
-    a = step.attrs
-    desc = (
-        f"{{{a['seq']}, {a['heads']}, {a['head_dim']}, {a['qkv_stride']}, {a['out_stride']}, "
-        f"{cfloat(a['scale'])}}}"
-    )
-    return [
-        f"static const txk_attention_desc d = {desc};",
-        f"TXM_TRY(txk_attention(ctx, &d, {ptr(q)}, {ptr(k)}, {ptr(v)}, {ptr(step.out, False)}, "
-        f"{_scratch(step)}));",
-    ]
+    args = [sym.ptr(q), sym.ptr(k), sym.ptr(v), sym.ptr(step.out), _scratch(step, sym)]
+    code.calls.append(Call("txk_attention", ["ctx", d, *args]))
+    return code
 
 
-def _emit_binary(step: Step) -> list[str]:
+def _binary(step: Step, sym: Symbols) -> StepCode:
     a, b = step.ins
     y = step.out
-    shape = y.shape
-    ys = norm_strides(y.shape, y.strides)
-    cshape, (cy, ca, cb) = collapse(shape, ys, _broadcast(a, shape), _broadcast(b, shape))
-    act = step.attrs.get("act", "NONE")
-    if len(cshape) <= 3 and (not cshape or cy[-1] == 1):
-        pad = 3 - len(cshape)
-        cshape = [1] * pad + cshape
-        cy = [0] * pad + cy
-        ca = [0] * pad + ca
-        cb = [0] * pad + cb
-        desc = (
-            f"{{TXK_BIN_{step.attrs['op']}, {cshape[0]}, {cshape[1]}, {cshape[2]}, "
-            f"{ca[0]}, {ca[1]}, {ca[2]}, {cb[0]}, {cb[1]}, {cb[2]}, {cy[0]}, {cy[1]}, "
-            f"{{TXK_ACT_{act}, {cfloat(step.attrs.get('act_min', 0.0))}, "
-            f"{cfloat(step.attrs.get('act_max', 0.0))}, TXK_RESIDUAL_NONE}}}}"
-        )
-        return [
-            f"static const txk_binary_desc d = {desc};",
-            f"TXM_TRY(txk_binary(ctx, &d, {ptr(a)}, {ptr(b)}, {ptr(y, False)}));",
-        ]
-    if act != "NONE":
+    if descriptor(step) is not None:
+        code, d = _with_desc(step, sym)
+        code.calls.append(Call("txk_binary", ["ctx", d, sym.ptr(a), sym.ptr(b), sym.ptr(y)]))
+        return code
+    if step.attrs.get("act", "NONE") != "NONE":
         raise ValueError("fused activation on a generic binary step")
-    nd = len(cshape)
-    return [
-        f"static const long shape[] = {larr(cshape)}, as[] = {larr(ca)}, bs[] = {larr(cb)}, "
-        f"ys[] = {larr(cy)};",
-        f"TXM_TRY(txg_binary(TXG_{step.attrs['op']}, {nd}, shape, {ptr(a)}, as, {ptr(b)}, bs, "
-        f"{ptr(y, False)}, ys));",
-    ]
+    cshape, cy, ca, cb = binary_geometry(step)
+    name = "d_" + sym.step_names[id(step)]
+    code = StepCode(data=_arrays(name, ("shape", cshape), ("as", ca), ("bs", cb), ("ys", cy)))
+    args = [f"TXG_{step.attrs['op']}", str(len(cshape)), f"{name}_shape"]
+    args += [sym.ptr(a), f"{name}_as", sym.ptr(b), f"{name}_bs", sym.ptr(y), f"{name}_ys"]
+    code.calls.append(Call("txg_binary", args))
+    return code
 
 
-def _emit_unary(step: Step) -> list[str]:
+def _unary(step: Step, sym: Symbols) -> StepCode:
     x, y = step.ins[0], step.out
     op = step.attrs["op"]
-    p0, p1 = step.attrs.get("p0", 0.0), step.attrs.get("p1", 0.0)
+    p0, p1 = cfloat(step.attrs.get("p0", 0.0)), cfloat(step.attrs.get("p1", 0.0))
     cshape, (cy, cx) = collapse(
         y.shape, norm_strides(y.shape, y.strides), norm_strides(x.shape, x.strides)
     )
     if op in TXK_ACTS and len(cshape) <= 1 and (not cshape or (cy[0] == 1 and cx[0] == 1)):
-        count = cshape[0] if cshape else 1
-        return [
-            f"TXM_TRY(txk_unary(ctx, TXK_ACT_{op}, {cfloat(p0)}, {cfloat(p1)}, {count}, "
-            f"{ptr(x)}, {ptr(y, False)}));"
-        ]
-    nd = len(cshape)
-    return [
-        f"static const long shape[] = {larr(cshape)}, xs[] = {larr(cx)}, ys[] = {larr(cy)};",
-        f"TXM_TRY(txg_unary(TXG_{op}, {cfloat(p0)}, {cfloat(p1)}, {nd}, shape, {ptr(x)}, xs, "
-        f"{ptr(y, False)}, ys));",
-    ]
+        count = str(cshape[0] if cshape else 1)
+        args = ["ctx", f"TXK_ACT_{op}", p0, p1, count, sym.ptr(x), sym.ptr(y)]
+        return StepCode(calls=[Call("txk_unary", args)])
+    name = "d_" + sym.step_names[id(step)]
+    code = StepCode(data=_arrays(name, ("shape", cshape), ("xs", cx), ("ys", cy)))
+    args = [f"TXG_{op}", p0, p1, str(len(cshape)), f"{name}_shape"]
+    args += [sym.ptr(x), f"{name}_xs", sym.ptr(y), f"{name}_ys"]
+    code.calls.append(Call("txg_unary", args))
+    return code
 
 
-def _copy_lines(x: Ref, y: Ref) -> list[str]:
+def _copy_code(x: Ref, y: Ref, name: str, sym: Symbols) -> StepCode:
     cshape, (cy, cx) = collapse(
         y.shape, norm_strides(y.shape, y.strides), norm_strides(x.shape, x.strides)
     )
     if len(cshape) == 1 and cy[0] == 1 and cx[0] == 1:
-        return [f"TXM_TRY(txk_copy2d(1, {cshape[0]}, {ptr(x)}, 0, {ptr(y, False)}, 0));"]
+        return StepCode(
+            calls=[Call("txk_copy2d", ["1", str(cshape[0]), sym.ptr(x), "0", sym.ptr(y), "0"])]
+        )
     if len(cshape) == 2 and cy[1] == 1 and cx[1] == 1:
-        return [
-            f"TXM_TRY(txk_copy2d({cshape[0]}, {cshape[1]}, {ptr(x)}, {cx[0]}, {ptr(y, False)}, "
-            f"{cy[0]}));"
-        ]
-    nd = len(cshape)
-    return [
-        f"static const long shape[] = {larr(cshape)}, xs[] = {larr(cx)}, ys[] = {larr(cy)};",
-        f"TXM_TRY(txg_copy({nd}, shape, {ptr(x)}, xs, {ptr(y, False)}, ys));",
-    ]
+        args = [str(cshape[0]), str(cshape[1]), sym.ptr(x), str(cx[0]), sym.ptr(y), str(cy[0])]
+        return StepCode(calls=[Call("txk_copy2d", args)])
+    code = StepCode(data=_arrays(name, ("shape", cshape), ("xs", cx), ("ys", cy)))
+    args = [str(len(cshape)), f"{name}_shape", sym.ptr(x), f"{name}_xs", sym.ptr(y), f"{name}_ys"]
+    code.calls.append(Call("txg_copy", args))
+    return code
 
 
-def _emit_copy(step: Step) -> list[str]:
-    return _copy_lines(step.ins[0], step.out)
+def _copy(step: Step, sym: Symbols) -> StepCode:
+    return _copy_code(step.ins[0], step.out, "d_" + sym.step_names[id(step)], sym)
 
 
-def _emit_pad(step: Step) -> list[str]:
+def _pad(step: Step, sym: Symbols) -> StepCode:
     y = step.out
-    return [
-        f"TXM_TRY(txg_fill({y.buf.nfloats}, {cfloat(step.attrs['value'])}, {ptr(y, False)}));",
-        "{",
-        *("  " + line for line in _copy_lines(step.ins[0], step.attrs["inner"])),
-        "}",
-    ]
+    fill = Call("txg_fill", [str(y.buf.nfloats), cfloat(step.attrs["value"]), sym.ptr(y)])
+    inner = _copy_code(step.ins[0], step.attrs["inner"], "d_" + sym.step_names[id(step)], sym)
+    return StepCode(data=inner.data, calls=[fill, *inner.calls])
 
 
-def _opt(ref) -> str:
-    return ptr(ref) if isinstance(ref, Ref) else "NULL"
-
-
-def _emit_layernorm(step: Step) -> list[str]:
+def _layernorm(step: Step, sym: Symbols) -> StepCode:
     a = step.attrs
-    return [
-        f"TXM_TRY(txk_layernorm(ctx, {a['rows']}, {a['c']}, {ptr(step.ins[0])}, {a['x_stride']}, "
-        f"{ptr(step.out, False)}, {a['y_stride']}, {_opt(a['gamma'])}, {_opt(a['beta'])}, "
-        f"{cfloat(a['eps'])}));"
-    ]
+    args = ["ctx", str(a["rows"]), str(a["c"]), sym.ptr(step.ins[0]), str(a["x_stride"])]
+    args += [sym.ptr(step.out), str(a["y_stride"]), _opt(a["gamma"], sym), _opt(a["beta"], sym)]
+    return StepCode(calls=[Call("txk_layernorm", [*args, cfloat(a["eps"])])])
 
 
-def _emit_groupnorm(step: Step) -> list[str]:
+def _groupnorm(step: Step, sym: Symbols) -> StepCode:
     a = step.attrs
-    return [
-        f"TXM_TRY(txk_groupnorm(ctx, {a['n']}, {a['hw']}, {a['c']}, {a['groups']}, "
-        f"{ptr(step.ins[0])}, {ptr(step.out, False)}, {_opt(a['gamma'])}, {_opt(a['beta'])}, "
-        f"{cfloat(a['eps'])}));"
-    ]
+    args = ["ctx", str(a["n"]), str(a["hw"]), str(a["c"]), str(a["groups"])]
+    args += [sym.ptr(step.ins[0]), sym.ptr(step.out), _opt(a["gamma"], sym), _opt(a["beta"], sym)]
+    return StepCode(calls=[Call("txk_groupnorm", [*args, cfloat(a["eps"])])])
 
 
-def _emit_softmax(step: Step) -> list[str]:
+def _softmax(step: Step, sym: Symbols) -> StepCode:
     a = step.attrs
-    return [
-        f"TXM_TRY(txk_softmax(ctx, {a['rows']}, {a['c']}, {ptr(step.ins[0])}, {a['x_stride']}, "
-        f"{ptr(step.out, False)}, {a['y_stride']}));"
-    ]
+    args = ["ctx", str(a["rows"]), str(a["c"]), sym.ptr(step.ins[0]), str(a["x_stride"])]
+    return StepCode(calls=[Call("txk_softmax", [*args, sym.ptr(step.out), str(a["y_stride"])])])
 
 
-def _pool_desc(step: Step) -> str:
-    from timmx.c.lower.ir import pixel_stride
+def _pool(fn: str) -> Callable[[Step, Symbols], StepCode]:
+    def emit(step: Step, sym: Symbols) -> StepCode:
+        code, d = _with_desc(step, sym)
+        code.calls.append(Call(fn, ["ctx", d, sym.ptr(step.ins[0]), sym.ptr(step.out)]))
+        return code
 
-    x, y = step.ins[0], step.out
-    a = step.attrs
-    n, c, h, w = x.shape
-    oh, ow = y.shape[2:]
-    xs, ys = pixel_stride(x), pixel_stride(y)
-    return (
-        f"{{{n}, {h}, {w}, {c}, {oh}, {ow}, {a.get('k', (1, 1))[0]}, {a.get('k', (1, 1))[1]}, "
-        f"{a.get('s', (1, 1))[0]}, {a.get('s', (1, 1))[1]}, {a.get('p', (0, 0))[0]}, "
-        f"{a.get('p', (0, 0))[1]}, {a.get('d', (1, 1))[0]}, {a.get('d', (1, 1))[1]}, "
-        f"{int(a.get('count_include_pad', True))}, {a.get('divisor', 0)}, "
-        f"{xs if xs != c else 0}, {ys if ys != c else 0}}}"
-    )
+    return emit
 
 
-def _emit_maxpool(step: Step) -> list[str]:
-    return [
-        f"static const txk_pool2d_desc d = {_pool_desc(step)};",
-        f"TXM_TRY(txk_maxpool2d(ctx, &d, {ptr(step.ins[0])}, {ptr(step.out, False)}));",
-    ]
-
-
-def _emit_avgpool(step: Step) -> list[str]:
-    return [
-        f"static const txk_pool2d_desc d = {_pool_desc(step)};",
-        f"TXM_TRY(txk_avgpool2d(ctx, &d, {ptr(step.ins[0])}, {ptr(step.out, False)}));",
-    ]
-
-
-def _emit_adaptive_avgpool(step: Step) -> list[str]:
-    return [
-        f"static const txk_pool2d_desc d = {_pool_desc(step)};",
-        f"TXM_TRY(txk_adaptive_avgpool2d(ctx, &d, {ptr(step.ins[0])}, {ptr(step.out, False)}));",
-    ]
-
-
-def _emit_global_avgpool(step: Step) -> list[str]:
+def _global_avgpool(step: Step, sym: Symbols) -> StepCode:
     x = step.ins[0]
     n, c, h, w = x.shape
-    return [
-        f"TXM_TRY(txk_global_avgpool(ctx, {n}, {h * w}, {c}, {ptr(x)}, {ptr(step.out, False)}));"
-    ]
+    args = ["ctx", str(n), str(h * w), str(c), sym.ptr(x), sym.ptr(step.out)]
+    return StepCode(calls=[Call("txk_global_avgpool", args)])
 
 
-def _emit_channel_scale(step: Step) -> list[str]:
+def _channel_scale(step: Step, sym: Symbols) -> StepCode:
     x, s = step.ins
     n, c, h, w = x.shape
-    return [
-        f"TXM_TRY(txk_channel_scale(ctx, {n}, {h * w}, {c}, {ptr(x)}, {ptr(s)}, "
-        f"TXK_ACT_{step.attrs.get('gate_act', 'NONE')}, {ptr(step.out, False)}));"
-    ]
+    gate = f"TXK_ACT_{step.attrs.get('gate_act', 'NONE')}"
+    args = ["ctx", str(n), str(h * w), str(c), sym.ptr(x), sym.ptr(s), gate, sym.ptr(step.out)]
+    return StepCode(calls=[Call("txk_channel_scale", args)])
 
 
-def _emit_reduce(step: Step) -> list[str]:
+def _reduce(step: Step, sym: Symbols) -> StepCode:
     x, y = step.ins[0], step.out
     a = step.attrs
     kept, rdims = a["kept"], a["rdims"]
@@ -365,9 +312,39 @@ def _emit_reduce(step: Step) -> list[str]:
     rshape = [x.shape[d] for d in rdims]
     rx = [x.strides[d] if x.shape[d] != 1 else 0 for d in rdims]
     crshape, (crx,) = collapse(rshape, rx)
-    return [
-        f"static const long shape[] = {larr(cshape)}, xs[] = {larr(cx)}, ys[] = {larr(cy)}, "
-        f"rshape[] = {larr(crshape)}, rxs[] = {larr(crx)};",
-        f"TXM_TRY(txg_reduce(TXG_RED_{a['op']}, {cfloat(a.get('p0', 0.0))}, {len(cshape)}, shape, "
-        f"{ptr(x)}, xs, {ptr(y, False)}, ys, {len(crshape)}, rshape, rxs));",
-    ]
+    name = "d_" + sym.step_names[id(step)]
+    code = StepCode(
+        data=_arrays(
+            name, ("shape", cshape), ("xs", cx), ("ys", cy), ("rshape", crshape), ("rxs", crx)
+        )
+    )
+    args = [f"TXG_RED_{a['op']}", cfloat(a.get("p0", 0.0)), str(len(cshape)), f"{name}_shape"]
+    args += [sym.ptr(x), f"{name}_xs", sym.ptr(y), f"{name}_ys", str(len(crshape))]
+    code.calls.append(Call("txg_reduce", [*args, f"{name}_rshape", f"{name}_rxs"]))
+    return code
+
+
+EMITTERS: dict[StepKind, Callable[[Step, Symbols], StepCode]] = {
+    StepKind.CONV: _conv,
+    StepKind.LINEAR: _linear,
+    StepKind.BMM: _bmm,
+    StepKind.ATTENTION: _attention,
+    StepKind.BINARY: _binary,
+    StepKind.UNARY: _unary,
+    StepKind.COPY: _copy,
+    StepKind.PAD: _pad,
+    StepKind.LAYERNORM: _layernorm,
+    StepKind.GROUPNORM: _groupnorm,
+    StepKind.SOFTMAX: _softmax,
+    StepKind.MAXPOOL: _pool("txk_maxpool2d"),
+    StepKind.AVGPOOL: _pool("txk_avgpool2d"),
+    StepKind.ADAPTIVE_AVGPOOL: _pool("txk_adaptive_avgpool2d"),
+    StepKind.GLOBAL_AVGPOOL: _global_avgpool,
+    StepKind.CHANNEL_SCALE: _channel_scale,
+    StepKind.REDUCE: _reduce,
+}
+
+
+def emit_step(step: Step, sym: Symbols) -> StepCode:
+    """The C of one step."""
+    return EMITTERS[step.kind](step, sym)

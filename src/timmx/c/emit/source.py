@@ -1,0 +1,138 @@
+"""The parts of ``<prefix>.c`` and ``<prefix>_labels.c`` that depend on the steps: the maps,
+the file-scope step data, the body of ``run()``, the scratch check and the label table."""
+
+import json
+from dataclasses import dataclass
+
+from timmx.c.descriptors import SCRATCH_SIZE_FUNCTIONS
+from timmx.c.emit.steps import emit_step, wrap
+from timmx.c.emit.symbols import Symbols
+from timmx.c.lower.ir import Step, StepKind
+
+
+def c_string(s: str) -> str:
+    """A C string literal (ASCII, escaped)."""
+    return json.dumps(s, ensure_ascii=True)
+
+
+def _step_comment(head: str, modules: list[str], tail: str, width: int = 100) -> list[str]:
+    """``/* <head><m1> + <m2> + ...<tail> */``, indented for run(), broken only between modules
+    when longer than ``width`` (continuation lines start with `` *``)."""
+    parts = [m.replace("*/", "* /") for m in modules]
+    parts[-1] += tail.replace("*/", "* /") + " */"
+    lines = []
+    line = "  /* " + head + parts[0]
+    for part in parts[1:]:
+        if len(line) + 3 + len(part) > width:
+            lines.append(line + " +")
+            line = "   *    " + part
+        else:
+            line += " + " + part
+    lines.append(line)
+    return lines
+
+
+def step_label(step: Step) -> str:
+    """What a step does, for its comment: ``conv [relu, bn folded]``, ``binary [add]``."""
+    extra = []
+    if step.kind in (StepKind.CONV, StepKind.LINEAR):
+        if step.attrs.get("act", "NONE") != "NONE":
+            extra.append(step.attrs["act"].lower())
+        if step.attrs.get("residual_mode", "NONE") != "NONE":
+            extra.append("residual")
+        if step.attrs.get("folded"):
+            extra.append("bn folded")
+    elif step.kind in (StepKind.UNARY, StepKind.BINARY):
+        extra.append(step.attrs["op"].lower())
+    return str(step.kind) + (f" [{', '.join(extra)}]" if extra else "")
+
+
+def step_where(step: Step) -> str:
+    """The timm modules a step computes: ``conv1.0 (Conv2d) + conv1.1 (BatchNorm2d)``."""
+    where = step.module or "(graph)"
+    if step.attrs.get("also"):
+        where += " + " + " + ".join(step.attrs["also"])
+    return where
+
+
+@dataclass
+class ModelSource:
+    """The generated pieces of ``<prefix>.c`` (template values)."""
+
+    weights_map: str
+    arena_map: str
+    step_data: str
+    run_locals: str
+    run_setup: str
+    body: str
+    scratch_checks: str
+    profile_names: str
+
+
+def model_source(steps: list[Step], sym: Symbols, P: str) -> ModelSource:
+    """Emit every step; returns the template values of ``model.c.in``."""
+    data: list[str] = []
+    body: list[str] = []
+    checks: list[str] = []
+    names: list[str] = []
+    args: list[str] = []  # every argument of every call (which locals run() needs)
+    for i, step in enumerate(steps):
+        code = emit_step(step, sym)
+        label, where = step_label(step), step_where(step)
+        shape = "x".join(str(s) for s in step.out.shape) if step.out is not None else ""
+        names.append(label + " " + where)
+        if code.data:
+            data.extend(["", f"/* step {i} */", *code.data])
+        args.extend(arg for call in code.calls for arg in call.args)
+        if body:
+            body.append("")
+        body.extend(_step_comment(f"{i}: ", where.split(" + "), f": {label} -> {shape}"))
+        for call in code.calls:
+            body.extend(wrap(f"  TXM_STEP({i}, {call.fn}(", call.args, "));"))
+        fn = SCRATCH_SIZE_FUNCTIONS.get(step.kind)
+        if fn is not None:
+            checks.append(f"  if ({fn}(&{code.desc}) > {int(step.scratch)}u) return {P}_ESCRATCH;")
+    uses = {
+        "ctx": "ctx" in args,
+        "A": any(arg.startswith("ARENA(") for arg in args),
+        "W": any(arg.startswith("WEIGHTS(") for arg in args),
+    }
+    decl = {
+        "ctx": "  const txk_context* ctx;",
+        "A": "  unsigned char* A;",
+        "W": "  const unsigned char* W;",
+    }
+    setup = {
+        "ctx": "  ctx = &m->kctx;",
+        "A": "  A = m->arena;",
+        "W": f"  W = m->weights + {P}_WEIGHTS_HEADER_SIZE;",
+    }
+    return ModelSource(
+        weights_map="\n".join(sym.weights_map()) or "/* no weights */",
+        arena_map="\n".join(sym.arena_map()) or "/* no arena buffers */",
+        step_data="\n".join(data).strip("\n") or "/* no descriptors */",
+        run_locals="\n".join(decl[k] for k in decl if uses[k]),
+        run_setup="\n".join(setup[k] for k in setup if uses[k]),
+        body="\n".join(body),
+        scratch_checks="\n".join(checks) or "  /* no step needs scratch */",
+        profile_names="\n".join(f"    {c_string(n)}," for n in names) or "    0",
+    )
+
+
+def labels_body(prefix: str, P: str, labels: list[str]) -> str:
+    """The label table and ``<prefix>_label`` (or a stub returning NULL without labels)."""
+    if not labels:
+        return (
+            f"const char* {prefix}_label(int i) {{\n"
+            "  (void)i; /* the class names were not known at export */\n"
+            "  return NULL;\n"
+            "}\n"
+        )
+    table = ",\n".join("    " + c_string(x) for x in labels)
+    return (
+        f"static const char* const {prefix}_labels[{P}_NUM_LABELS] = {{\n{table}\n}};\n\n"
+        f"const char* {prefix}_label(int i) {{\n"
+        f"  if (i >= 0 && i < {P}_NUM_LABELS) return {prefix}_labels[i];\n"
+        "  return NULL;\n"
+        "}\n"
+    )
