@@ -106,6 +106,38 @@ def test_artifact_layout(resnet_c) -> None:
 
 
 @needs_cc
+def test_source_reads_top_to_bottom(resnet_c) -> None:
+    """Ruled sections in order; named weights and arena maps; each descriptor defined once
+    (designated) and shared by run() and the scratch check; labels in their own file."""
+    import re
+
+    out, data = resnet_c
+    source = (out / "test_resnet.c").read_text()
+    sections = ["API and sizes", "Weights map", "Arena map", "run():", "Init and status"]
+    where = [source.find(" * " + s) for s in sections]
+    assert -1 not in where and where == sorted(where), f"sections missing or out of order {where}"
+    assert re.search(r"#define W_LAYER1_0_CONV1 \d+ +/\* packed gemm, oc 32, k 3x3x32 \*/", source)
+    arena = dict(re.findall(r"#define (A_\w+) (\d+) +/\* [^*]*steps? \d+(?:\.\.\d+)? \*/", source))
+    assert "A_LAYER1_0_CONV2_OUT" in arena, f"arena map lacks named buffers: {sorted(arena)}"
+    run = source[source.index("int test_resnet_run(") :]
+    run = run[: run.index("\n}\n")]
+    used = set(re.findall(r"\bA_\w+", run))
+    assert used and used <= set(arena), f"run() uses unnamed arena buffers: {used - set(arena)}"
+    assert not re.search(r"\b[AW] \+ \d", source), "raw arena / weights offsets in the source"
+    assert not re.search(r"\(void\)\s*\w+;", source), "(void) casts in the forward pass"
+    descs = re.findall(r"static const txk_\w+_desc (d_\w+) = \{\s*\.\w+ = ", source)
+    assert descs and len(descs) == len(set(descs)), "descriptors missing, positional or repeated"
+    check = source[source.index("_check_scratch(void) {") :]
+    for name in descs:
+        assert f"&{name}," in run, f"{name} is not used by run()"
+    convs = re.findall(r"static const txk_conv2d_desc (d_\w+)", source)
+    assert all(f"(&{n})" in check for n in convs), "the scratch check has its own descriptors"
+    assert len(set(re.findall(r"TXM_STEP\((\d+),", run))) == data["details"]["steps"]
+    labels = (out / "test_resnet_labels.c").read_text()
+    assert '"tench, Tinca tinca"' in labels and "tench" not in source, "labels not on their own"
+
+
+@needs_cc
 @pytest.mark.parametrize("compiler", ["gcc", "clang"])
 def test_builds_warning_free(resnet_c, tmp_path, compiler) -> None:
     if shutil.which(compiler) is None:
