@@ -2,6 +2,7 @@
 bounds), activations, elementwise broadcasting, norms, softmax, pooling, data movement."""
 
 import ctypes as C
+import math
 import sys
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "kernels"))
 import txk_ctypes as T
+
+from timmx.c import packing
 
 RNG = np.random.default_rng(4321)
 
@@ -397,3 +400,211 @@ def test_rowop_kernels_vs_reference(lib):
                             atol=1e-6,
                             err_msg=f"{name} {op} {act} c={c} a_sc={a_sc} b={b_sn},{b_sp},{b_sc}",
                         )
+
+
+# --------------------------------------------------------------------------- NaN and signed zero
+# The library's semantics on NaN and +-0 (src/internal/txk_scalar_math.h, README.md) are
+# PyTorch's. Every path is checked against torch on special values: the reference kernels,
+# every enumerated vunary / rowop / gemm / dwconv kernel (fused epilogues included), the
+# portable strided driver loops and the generic txg_* ops.
+NAN, INF = float("nan"), float("inf")
+SPECIAL = np.array(
+    [NAN, -NAN, INF, -INF, -0.0, 0.0, -3.0, 3.0, -4.0, -1e-30, 1e-30, -0.5, 0.5, -20.0, 20.0,
+     -100.0, 100.0],
+    np.float32,
+)  # fmt: skip
+# label: (txk_act, lo, hi, torch); the txg_unop code of these acts equals the txk_act code
+SPECIAL_ACTS = {
+    "none": (0, 0.0, 0.0, lambda t: t),
+    "relu": (1, 0.0, 0.0, F.relu),
+    "relu6": (2, 0.0, 6.0, F.relu6),
+    "clamp": (2, -1.5, 2.0, lambda t: torch.clamp(t, -1.5, 2.0)),
+    "hardswish": (3, 0.0, 0.0, F.hardswish),
+    "hardsigmoid": (4, 0.0, 0.0, F.hardsigmoid),
+    "silu": (5, 0.0, 0.0, F.silu),
+    "gelu": (6, 0.0, 0.0, F.gelu),
+    "gelu_tanh": (7, 0.0, 0.0, lambda t: F.gelu(t, approximate="tanh")),
+    "sigmoid": (8, 0.0, 0.0, torch.sigmoid),
+    "tanh": (9, 0.0, 0.0, torch.tanh),
+}
+# generic-only activations: label: (txg_unop, p0, torch)
+SPECIAL_TXG_ACTS = {
+    "softplus": (36, 0.0, F.softplus),
+    "mish": (37, 0.0, F.mish),
+    "elu": (38, 0.7, lambda t: F.elu(t, 0.7)),
+    "leaky_relu": (39, 0.1, lambda t: F.leaky_relu(t, 0.1)),
+    "gelu_sigmoid": (40, 0.0, lambda t: t * torch.sigmoid(1.702 * t)),
+}
+# Deliberate differences from PyTorch's CPU kernels (README.md): gelu(+inf) is +inf here,
+# NaN in torch.
+DEVIATIONS = {("gelu", INF): INF}
+TXG_MAX, TXG_MIN, TXG_RED_MAX, TXG_RED_MIN = 4, 5, 2, 3
+
+
+def torch_special(label: str, fn, x: np.ndarray) -> np.ndarray:
+    want = fn(torch.from_numpy(x)).numpy().copy()
+    for i, v in enumerate(x):
+        if (label, float(v)) in DEVIATIONS:
+            want[i] = DEVIATIONS[(label, float(v))]
+    return want
+
+
+def assert_special(got: np.ndarray, want: np.ndarray, x, what: str, zero_sign=None) -> None:
+    """NaN where torch has NaN; a zero of torch's sign where torch has a zero (a denormal
+    counts as zero: the vector exp underflows gradually where libm / torch flush; the sign
+    is not checked where zero_sign[i] is False); equal infinities; else close."""
+    bad = []
+    for i, (g, w) in enumerate(zip(got.tolist(), want.tolist(), strict=True)):
+        if math.isnan(w):
+            ok = math.isnan(g)
+        elif abs(w) < 1e-37:
+            ok = abs(g) < 1e-37 and (
+                (zero_sign is not None and not zero_sign[i])
+                or math.copysign(1, g) == math.copysign(1, w)
+            )
+        elif math.isinf(w):
+            ok = g == w
+        else:
+            ok = abs(g - w) <= 2e-6 * abs(w) + 1e-6
+        if not ok:
+            bad.append(f"x={x[i]!r}: got {g!r}, torch {w!r}")
+    assert not bad, f"{what}: " + "; ".join(bad)
+
+
+def _txg_signatures(L) -> None:
+    lp, vp = C.POINTER(C.c_long), C.c_void_p
+    L.txg_unary.argtypes = [C.c_int, C.c_float, C.c_float, C.c_int, lp, vp, lp, vp, lp]
+    L.txg_binary.argtypes = [C.c_int, C.c_int, lp, vp, lp, vp, lp, vp, lp]
+    L.txg_reduce.argtypes = [C.c_int, C.c_float, C.c_int, lp, vp, lp, vp, lp, C.c_int, lp, lp]
+
+
+def longs(*v: int):
+    return (C.c_long * len(v))(*v)
+
+
+def special_conv(lib, ctx, act: int, lo: float, hi: float, dw: bool) -> np.ndarray:
+    """act(bias) through a conv's fused epilogue: input -1, weights +0, so every product is
+    -0 and the accumulator is the bias (NaN, +-inf); only a -0 bias may come out +0 (kernels
+    that sum taps in partial sums from +0: the sign of an exact-zero sum is unspecified)."""
+    c = SPECIAL.size
+    h, w, k = (3, 4, 3) if dw else (1, 3, 1)
+    d = T.Conv2dDesc(1, h, w, c, h, w, c, k, k, 1, 1, k // 2, k // 2, k // 2, k // 2, 1, 1)
+    d.groups = c if dw else 1
+    d.epilogue = T.Epilogue(act, lo, hi, 0)
+    wt = np.zeros((c, 1 if dw else c, k, k), np.float32)
+    packed = T.aligned_copy(packing.pack_conv2d(wt, SPECIAL, d.groups))
+    x = np.full(h * w * c, -1.0, np.float32)
+    y = np.full(h * w * c, 7.0, np.float32)
+    ss = lib.lib.txk_conv2d_scratch_size(C.byref(d))
+    scratch = T.aligned_empty(ss // 4, 0.0) if ss else None
+    rc = lib.lib.txk_conv2d(
+        C.byref(ctx), C.byref(d), T.ptr(x), T.ptr(packed), T.ptr(y), None, T.ptr(scratch)
+    )
+    assert rc == 0, f"txk_conv2d -> {rc}"
+    return y.reshape(h * w, c)
+
+
+@pytest.mark.parametrize("label", sorted(SPECIAL_ACTS))
+def test_nan_and_signed_zero_activations(lib, label):
+    act, lo, hi, fn = SPECIAL_ACTS[label]
+    L = lib.lib
+    _txg_signatures(L)
+    x, n = SPECIAL, SPECIAL.size
+    want = torch_special(label, fn, x)
+    y = np.empty_like(x)
+    assert L.txk_ref_unary(act, lo, hi, n, T.ptr(x), T.ptr(y)) == 0
+    assert_special(y, want, x, f"txk_ref_unary {label}")
+    y = np.empty_like(x)
+    assert L.txg_unary(act, lo, hi, 1, longs(n), T.ptr(x), longs(1), T.ptr(y), longs(1)) == 0
+    assert_special(y, want, x, f"txg_unary {label}")
+    for idx, name, isa, _, _ in lib.kernels(T.FAMILY_VUNARY):
+        if lib.supported(isa):
+            ctx = lib.context(T.FAMILY_VUNARY, idx)
+            y = np.empty_like(x)
+            assert L.txk_unary(C.byref(ctx), act, lo, hi, n, T.ptr(x), T.ptr(y)) == 0
+            assert_special(y, want, x, f"{name} (txk_unary) {label}")
+    one = np.array([1.0], np.float32)  # x * 1 keeps NaN, infinities and the sign of zero
+    xs = np.zeros(2 * n, np.float32)
+    xs[::2] = x
+    for idx, name, isa, _, _ in lib.kernels(T.FAMILY_ROWOP):
+        if lib.supported(isa):
+            ctx = lib.context(T.FAMILY_ROWOP, idx)
+            for a, a_sc, path in ((x, 1, "row kernel"), (xs, 2, "strided driver loop")):
+                d = T.BinaryDesc(T.BIN["mul"], 1, 1, n, 0, 0, a_sc, 0, 0, 0, 0, 0)
+                d.epilogue = T.Epilogue(act, lo, hi, 0)
+                y = np.empty_like(x)
+                assert L.txk_binary(C.byref(ctx), C.byref(d), T.ptr(a), T.ptr(one), T.ptr(y)) == 0
+                assert_special(y, want, x, f"{name} txk_binary x*1 + {label} ({path})")
+    for fam, dw in ((T.FAMILY_GEMM, False), (T.FAMILY_DWCONV, True)):
+        for idx, name, isa, _, _ in lib.kernels(fam):
+            if lib.supported(isa):
+                y = special_conv(lib, lib.context(fam, idx), act, lo, hi, dw)
+                for p in range(y.shape[0]):
+                    what = f"{name} fused epilogue {label} pixel {p}"
+                    assert_special(y[p], want, x, what, zero_sign=x != 0)
+
+
+@pytest.mark.parametrize("label", sorted(SPECIAL_TXG_ACTS))
+def test_nan_and_signed_zero_generic_activations(lib, label):
+    op, p0, fn = SPECIAL_TXG_ACTS[label]
+    _txg_signatures(lib.lib)
+    x, n = SPECIAL, SPECIAL.size
+    y = np.empty_like(x)
+    rc = lib.lib.txg_unary(op, p0, 0.0, 1, longs(n), T.ptr(x), longs(1), T.ptr(y), longs(1))
+    assert rc == 0
+    assert_special(y, torch_special(label, fn, x), x, f"txg_unary {label}")
+
+
+def test_nan_and_signed_zero_max_min(lib):
+    """max/min: NaN if either operand is NaN (torch.maximum / minimum); of +0 and -0 the
+    second operand (torch's vectorised path). Reductions (max pool, txg_reduce) keep the
+    first of equal values, like F.max_pool2d / amax / amin."""
+    L = lib.lib
+    _txg_signatures(L)
+    vals = [NAN, -0.0, 0.0, 1.0, -1.0, INF, -INF]
+    a = np.array([u for u in vals for _ in vals], np.float32)
+    b = np.array([v for _ in vals for v in vals], np.float32)
+    n = a.size
+    for op, tfn, gop in (("max", torch.maximum, TXG_MAX), ("min", torch.minimum, TXG_MIN)):
+        want = tfn(torch.from_numpy(a), torch.from_numpy(b)).numpy().copy()
+        zeros = (a == 0) & (b == 0)
+        want[zeros] = b[zeros]  # the documented rule for equal values
+        pairs = list(zip(a.tolist(), b.tolist(), strict=True))
+        d = T.BinaryDesc(T.BIN[op], 1, 1, n, 0, 0, 1, 0, 0, 1, 0, 0)
+        y = np.empty_like(a)
+        assert L.txk_ref_binary(C.byref(d), T.ptr(a), T.ptr(b), T.ptr(y)) == 0
+        assert_special(y, want, pairs, f"txk_ref_binary {op}")
+        y = np.empty_like(a)
+        one = longs(1)
+        assert L.txg_binary(gop, 1, longs(n), T.ptr(a), one, T.ptr(b), one, T.ptr(y), one) == 0
+        assert_special(y, want, pairs, f"txg_binary {op}")
+        a2 = np.zeros(2 * n, np.float32)
+        a2[::2] = a
+        for idx, name, isa, _, _ in lib.kernels(T.FAMILY_ROWOP):
+            if not lib.supported(isa):
+                continue
+            ctx = lib.context(T.FAMILY_ROWOP, idx)
+            for src, a_sc, path in ((a, 1, "row kernel"), (a2, 2, "strided driver loop")):
+                d = T.BinaryDesc(T.BIN[op], 1, 1, n, 0, 0, a_sc, 0, 0, 1, 0, 0)
+                y = np.empty_like(a)
+                assert L.txk_binary(C.byref(ctx), C.byref(d), T.ptr(src), T.ptr(b), T.ptr(y)) == 0
+                assert_special(y, want, pairs, f"{name} txk_binary {op} ({path})")
+    # reductions over the window / axis [a, b]: torch decides, first of equal values stays
+    win = torch.from_numpy(np.stack([a, b], 1))  # [n, 2]
+    for gop, want in (
+        (TXG_RED_MAX, torch.amax(win, 1).numpy()),
+        (TXG_RED_MIN, torch.amin(win, 1).numpy()),
+    ):
+        y = np.empty(n, np.float32)
+        x = np.ascontiguousarray(win.numpy())
+        rc = L.txg_reduce(
+            gop, 0.0, 1, longs(n), T.ptr(x), longs(2), T.ptr(y), longs(1), 1, longs(2), longs(1)
+        )
+        assert rc == 0
+        assert_special(y, want, pairs, f"txg_reduce {'max' if gop == TXG_RED_MAX else 'min'}")
+    want = F.max_pool2d(win.reshape(1, n, 1, 2), (1, 2)).reshape(n).numpy()  # NCHW
+    x = np.ascontiguousarray(np.stack([a, b]))  # NHWC [1][1][2][n]
+    d = T.Pool2dDesc(1, 1, 2, n, 1, 1, 1, 2, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0)
+    y = np.empty(n, np.float32)
+    assert L.txk_maxpool2d(C.byref(lib.context()), C.byref(d), T.ptr(x), T.ptr(y)) == 0
+    assert_special(y, want, pairs, "txk_maxpool2d")

@@ -133,6 +133,72 @@ static void conv_case(const txk_context* ctx, int h, int w, int ic, int oc, int 
   free(scratch);
 }
 
+/* NaN / signed-zero agreement with the reference (whose semantics tests/c checks against
+ * PyTorch): NaN where the reference has NaN, a zero of the same sign where it has a zero
+ * (denormal tails of the vector transcendentals count as zero), else close. */
+static int same_special(float got, float want) {
+  if (want != want) return got != got;
+  if (want == 0.0f || fabsf(want) < 1e-37f)
+    return fabsf(got) < 1e-37f && signbit(got) == signbit(want);
+  if (isinf(want)) return got == want;
+  return fabsf(got - want) <= 1e-5f * (1.0f + fabsf(want));
+}
+
+static void special_values_unary(const txk_context* ctx, const char* kname) {
+  static const int acts[] = {TXK_ACT_NONE,  TXK_ACT_RELU, TXK_ACT_CLAMP,     TXK_ACT_HARDSWISH,
+                             TXK_ACT_HARDSIGMOID, TXK_ACT_SILU, TXK_ACT_GELU,
+                             TXK_ACT_GELU_TANH, TXK_ACT_SIGMOID, TXK_ACT_TANH};
+  float x[12], y[12], yr[12];
+  size_t a, i;
+  x[0] = NAN, x[1] = -NAN, x[2] = -0.0f, x[3] = 0.0f, x[4] = -3.0f, x[5] = 3.0f, x[6] = -4.0f;
+  x[7] = -1e-30f, x[8] = 1e-30f, x[9] = -100.0f, x[10] = 100.0f, x[11] = 0.5f;
+  for (a = 0; a < sizeof acts / sizeof acts[0]; a++) {
+    char what[160];
+    expect(txk_unary(ctx, (txk_act)acts[a], 0.0f, 6.0f, 12, x, y) == TXK_OK, "unary special");
+    expect(txk_ref_unary((txk_act)acts[a], 0.0f, 6.0f, 12, x, yr) == TXK_OK, "ref unary");
+    for (i = 0; i < 12; i++)
+      if (!same_special(y[i], yr[i])) {
+        snprintf(what, sizeof what, "%s act %d of %g: %g, reference %g", kname, acts[a],
+                 (double)x[i], (double)y[i], (double)yr[i]);
+        expect(0, what);
+      }
+  }
+}
+
+/* max / min of every pair of special values, through the context's row kernel (contiguous
+ * operands) and the portable strided loop (channel stride 2), vs the reference. */
+static void special_values_binary(const txk_context* ctx, const char* kname) {
+  static const float v[6] = {NAN, -0.0f, 0.0f, 1.0f, -1.0f, INFINITY};
+  float a[36], b[36], y[36], yr[36];
+  txk_binary_desc d;
+  int op, strided;
+  size_t i;
+  for (i = 0; i < 36; i++) {
+    b[i] = v[i % 6];
+    a[i] = v[i / 6];
+  }
+  for (op = TXK_BIN_MAX; op <= TXK_BIN_MIN; op++)
+    for (strided = 0; strided < 2; strided++) {
+      char what[160];
+      float as[72] = {0};
+      memset(&d, 0, sizeof d);
+      d.op = (txk_binop)op;
+      d.n = d.p = 1;
+      d.c = 36;
+      d.a_sc = strided ? 2 : 1;
+      d.b_sc = 1;
+      for (i = 0; i < 36; i++) as[i * d.a_sc] = a[i];
+      expect(txk_binary(ctx, &d, as, b, y) == TXK_OK, "binary special");
+      expect(txk_ref_binary(&d, as, b, yr) == TXK_OK, "ref binary special");
+      for (i = 0; i < 36; i++)
+        if (!same_special(y[i], yr[i])) {
+          snprintf(what, sizeof what, "%s binop %d (strided %d) of (%g, %g): %g, reference %g",
+                   kname, op, strided, (double)a[i], (double)b[i], (double)y[i], (double)yr[i]);
+          expect(0, what);
+        }
+    }
+}
+
 static void test_family(txk_family fam) {
   size_t i, n = txk_ukernel_count(fam);
   for (i = 0; i < n; i++) {
@@ -224,10 +290,12 @@ static void test_family(txk_family fam) {
         free(yv);
         free(yr);
       }
+      special_values_unary(&ctx, k->name);
     } else {
       fprintf(stderr, "FAIL: family %d (%s) has no self-test case: add one\n", (int)fam, k->name);
       failures++;
     }
+    if (fam == TXK_FAMILY_ROWOP) special_values_binary(&ctx, k->name);
   }
 }
 

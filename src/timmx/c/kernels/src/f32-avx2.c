@@ -29,6 +29,7 @@
 #define STOREU _mm256_storeu_ps
 #define LT(a, b) _mm256_cmp_ps(a, b, _CMP_LT_OQ)
 #define GT(a, b) _mm256_cmp_ps(a, b, _CMP_GT_OQ)
+#define ISNAN(x) _mm256_cmp_ps(x, x, _CMP_UNORD_Q)
 #define BLEND(m, a, b) _mm256_blendv_ps(a, b, m)
 #define SFX(name) name##__avx2
 

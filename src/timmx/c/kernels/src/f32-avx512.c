@@ -33,6 +33,7 @@
 #define STOREU _mm512_storeu_ps
 #define LT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ)
 #define GT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ)
+#define ISNAN(x) _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q)
 #define BLEND(m, a, b) _mm512_mask_blend_ps(m, a, b)
 #define SFX(name) name##__avx512
 #define EXP_SCALE(p, n, x) _mm512_scalef_ps(p, n)

@@ -28,6 +28,7 @@
 #define STOREU vst1q_f32
 #define LT vcltq_f32
 #define GT vcgtq_f32
+#define ISNAN(x) vmvnq_u32(vceqq_f32(x, x))
 #define BLEND(m, a, b) vbslq_f32(m, b, a)
 #define SFX(name) name##__neon
 

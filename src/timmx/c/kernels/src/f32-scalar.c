@@ -1,8 +1,10 @@
 /* ISA file, scalar: portable C99 micro-kernels of every family (the fallback for
- * any CPU). Contracts: internal/txk_internal.h and ../README.md. */
+ * any CPU). Contracts: internal/txk_internal.h and ../README.md; element math:
+ * internal/txk_scalar_math.h. */
 #include <math.h>
 
 #include "internal/txk_internal.h"
+#include "internal/txk_scalar_math.h"
 
 static void store_row(const float* acc, size_t nc, float* c, const float* r,
                       const txk_epilogue* ep) {
@@ -10,7 +12,7 @@ static void store_row(const float* acc, size_t nc, float* c, const float* r,
   for (j = 0; j < nc; j++) {
     float v = acc[j];
     if (ep->residual == TXK_RESIDUAL_BEFORE_ACT) v += r[j];
-    v = txk_act_scalar((int)ep->act, v, ep->act_min, ep->act_max);
+    v = txk_scalar_act((int)ep->act, v, ep->act_min, ep->act_max);
     if (ep->residual == TXK_RESIDUAL_AFTER_ACT) v += r[j];
     c[j] = v;
   }
@@ -71,7 +73,7 @@ void txk_f32_dwconv_ukernel_1x1__scalar(const txk_dw_params* p, size_t oh, float
       }
       v = acc;
       if (p->ep->residual == TXK_RESIDUAL_BEFORE_ACT) v += r_row[ow * p->rs + ch];
-      v = txk_act_scalar((int)p->ep->act, v, p->ep->act_min, p->ep->act_max);
+      v = txk_scalar_act((int)p->ep->act, v, p->ep->act_min, p->ep->act_max);
       if (p->ep->residual == TXK_RESIDUAL_AFTER_ACT) v += r_row[ow * p->rs + ch];
       y_row[ow * p->ys + ch] = v;
     }
@@ -81,18 +83,12 @@ void txk_f32_dwconv_ukernel_1x1__scalar(const txk_dw_params* p, size_t oh, float
 void txk_f32_vunary_ukernel_1x1__scalar(int op, float lo, float hi, size_t n, const float* x,
                                         float* y) {
   size_t i;
-  for (i = 0; i < n; i++) y[i] = txk_act_scalar(op, x[i], lo, hi);
-}
-
-static float bin_scalar(int op, float av, float bv) {
-  switch (op) {
-    case TXK_BIN_ADD: return av + bv;
-    case TXK_BIN_SUB: return av - bv;
-    case TXK_BIN_MUL: return av * bv;
-    case TXK_BIN_DIV: return av / bv;
-    case TXK_BIN_MAX: return av > bv ? av : bv;
-    default: return av < bv ? av : bv;
-  }
+  if (op == TXK_OP_EXP)
+    for (i = 0; i < n; i++) y[i] = expf(x[i]);
+  else if (op == TXK_OP_ERF)
+    for (i = 0; i < n; i++) y[i] = erff(x[i]);
+  else
+    for (i = 0; i < n; i++) y[i] = txk_scalar_act(op, x[i], lo, hi);
 }
 
 /* Row operations (contract in txk_internal.h); the portable reference for the
@@ -141,8 +137,8 @@ void txk_f32_rowop_ukernel_1x1__scalar(int op, size_t n, const float* a, const f
       return;
     case TXK_ROW_BINARY:
       for (j = 0; j < n; j++)
-        y[j] = txk_act_scalar(q->act, bin_scalar(q->bop, a[j * q->asc], b[j * q->bsc]), q->lo,
-                              q->hi);
+        y[j] = txk_scalar_act(q->act, txk_scalar_binop(q->bop, a[j * q->asc], b[j * q->bsc]),
+                              q->lo, q->hi);
       return;
     default: return;
   }

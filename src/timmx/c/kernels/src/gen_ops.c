@@ -1,8 +1,11 @@
-/* gen_ops.c - generic strided kernels of timmx_kernels_gen.h (portable C99).
- * Written for the timmx C code generator; see the header for the contract. */
+/* gen_ops.c - drivers layer: the generic strided kernels of timmx_kernels_gen.h
+ * (portable C99), written for the timmx C code generator; see the header for the
+ * contract. Activations, max and min come from internal/txk_scalar_math.h, so
+ * they agree with the reference and scalar kernels (and PyTorch) on NaN and -0. */
 #include <math.h>
 #include <stddef.h>
 
+#include "internal/txk_scalar_math.h"
 #include "timmx_kernels.h"
 #include "timmx_kernels_gen.h"
 
@@ -102,8 +105,8 @@ static float txg_binop_apply(int op, float a, float b) {
     case TXG_SUB: return a - b;
     case TXG_MUL: return a * b;
     case TXG_DIV: return a / b;
-    case TXG_MAX: return a > b ? a : (a != a ? a : b);
-    case TXG_MIN: return a < b ? a : (a != a ? a : b);
+    case TXG_MAX: return txk_scalar_max(a, b);
+    case TXG_MIN: return txk_scalar_min(a, b);
     case TXG_POW: return powf(a, b);
     default: return 0.0f;
   }
@@ -150,28 +153,17 @@ int txg_binary(int op, int ndim, const long* shape, const float* a, const long* 
   return TXK_OK;
 }
 
-static float txg_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
-
 static float txg_unop_apply(int op, float x, float p0, float p1) {
   switch (op) {
     case TXG_IDENTITY: return x;
-    case TXG_RELU: return x > 0.0f ? x : 0.0f;
-    case TXG_CLAMP: return x < p0 ? p0 : (x > p1 ? p1 : x);
-    case TXG_HARDSWISH: {
-      float t = x + 3.0f;
-      t = t < 0.0f ? 0.0f : (t > 6.0f ? 6.0f : t);
-      return x * t / 6.0f;
-    }
-    case TXG_HARDSIGMOID: {
-      float t = x + 3.0f;
-      t = t < 0.0f ? 0.0f : (t > 6.0f ? 6.0f : t);
-      return t / 6.0f;
-    }
-    case TXG_SILU: return x * txg_sigmoid(x);
-    case TXG_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-    case TXG_GELU_TANH:
-      return 0.5f * x * (1.0f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
-    case TXG_SIGMOID: return txg_sigmoid(x);
+    case TXG_RELU: return txk_scalar_relu(x);
+    case TXG_CLAMP: return txk_scalar_clamp(x, p0, p1);
+    case TXG_HARDSWISH: return txk_scalar_hardswish(x);
+    case TXG_HARDSIGMOID: return txk_scalar_hardsigmoid(x);
+    case TXG_SILU: return txk_scalar_silu(x);
+    case TXG_GELU: return txk_scalar_gelu(x);
+    case TXG_GELU_TANH: return txk_scalar_gelu_tanh(x);
+    case TXG_SIGMOID: return txk_scalar_sigmoid(x);
     case TXG_TANH: return tanhf(x);
     case TXG_SQRT: return sqrtf(x);
     case TXG_RSQRT: return 1.0f / sqrtf(x);
@@ -189,11 +181,11 @@ static float txg_unop_apply(int op, float x, float p0, float p1) {
     case TXG_CEIL: return ceilf(x);
     case TXG_SIN: return sinf(x);
     case TXG_COS: return cosf(x);
-    case TXG_SOFTPLUS: return x > 20.0f ? x : log1pf(expf(x));
-    case TXG_MISH: return x * tanhf(x > 20.0f ? x : log1pf(expf(x)));
-    case TXG_ELU: return x > 0.0f ? x : p0 * (expf(x) - 1.0f);
-    case TXG_LEAKY_RELU: return x > 0.0f ? x : p0 * x;
-    case TXG_GELU_SIGMOID: return x * txg_sigmoid(1.702f * x);
+    case TXG_SOFTPLUS: return txk_scalar_softplus(x);
+    case TXG_MISH: return txk_scalar_mish(x);
+    case TXG_ELU: return txk_scalar_elu(x, p0);
+    case TXG_LEAKY_RELU: return txk_scalar_leaky_relu(x, p0);
+    case TXG_GELU_SIGMOID: return txk_scalar_gelu_sigmoid(x);
     default: return x;
   }
 }
@@ -232,7 +224,8 @@ static float txg_reduce_one(int op, float p0, const float* x, int rdim, const lo
     for (j = 0; j < inner; j++) {
       const float v = xr[j * s];
       if (op == TXG_RED_MAX || op == TXG_RED_MIN) {
-        if (first || (op == TXG_RED_MAX ? v > best : v < best) || v != v) best = v;
+        /* max(new, running): NaN propagates, the first of equal values stays */
+        best = first ? v : (op == TXG_RED_MAX ? txk_scalar_max(v, best) : txk_scalar_min(v, best));
         first = 0;
       } else {
         acc += v;

@@ -1,9 +1,11 @@
-/* Portable drivers for norms, softmax, pooling, elementwise and data
- * movement. Transcendentals go through the context's VUNARY kernel. Strict C99. */
+/* Drivers layer: norms, softmax, pooling, elementwise and data movement, on the
+ * context's micro-kernels (transcendentals through VUNARY, rows through ROWOP);
+ * element math of the portable loops from internal/txk_scalar_math.h. Strict C99. */
 #include <math.h>
 #include <string.h>
 
 #include "internal/txk_internal.h"
+#include "internal/txk_scalar_math.h"
 
 #define TXK_CHUNK 256
 
@@ -154,8 +156,8 @@ int txk_maxpool2d(const txk_context* ctx, const txk_pool2d_desc* d, const float*
               memcpy(yp, xp, c * sizeof(float));
               first = 0;
             } else {
-              /* NaN propagates like PyTorch: keep NaN once seen */
-              for (j = 0; j < c; j++) yp[j] = (xp[j] > yp[j] || xp[j] != xp[j]) ? xp[j] : yp[j];
+              /* max(new, running): NaN propagates, the first of equal values stays */
+              for (j = 0; j < c; j++) yp[j] = txk_scalar_max(xp[j], yp[j]);
             }
           }
         }
@@ -240,11 +242,10 @@ static void apply_act(const txk_context* ctx, const txk_epilogue* ep, float* y, 
   switch (ep->act) {
     case TXK_ACT_NONE: return;
     case TXK_ACT_RELU:
-      for (i = 0; i < n; i++) y[i] = y[i] < 0.0f ? 0.0f : y[i];
+      for (i = 0; i < n; i++) y[i] = txk_scalar_relu(y[i]);
       return;
     case TXK_ACT_CLAMP:
-      for (i = 0; i < n; i++)
-        y[i] = y[i] < ep->act_min ? ep->act_min : (y[i] > ep->act_max ? ep->act_max : y[i]);
+      for (i = 0; i < n; i++) y[i] = txk_scalar_clamp(y[i], ep->act_min, ep->act_max);
       return;
     default: txk_ctx_vunary(ctx)((int)ep->act, ep->act_min, ep->act_max, n, y, y);
   }
@@ -300,8 +301,8 @@ int txk_binary(const txk_context* ctx, const txk_binary_desc* d, const float* a,
         case TXK_BIN_SUB: TXK_BIN_LOOP(av - bv); break;
         case TXK_BIN_MUL: TXK_BIN_LOOP(av * bv); break;
         case TXK_BIN_DIV: TXK_BIN_LOOP(av / bv); break;
-        case TXK_BIN_MAX: TXK_BIN_LOOP(av > bv ? av : bv); break;
-        case TXK_BIN_MIN: TXK_BIN_LOOP(av < bv ? av : bv); break;
+        case TXK_BIN_MAX: TXK_BIN_LOOP(txk_scalar_max(av, bv)); break;
+        case TXK_BIN_MIN: TXK_BIN_LOOP(txk_scalar_min(av, bv)); break;
       }
       apply_act(ctx, &d->epilogue, yr, c);
     }

@@ -1,40 +1,15 @@
-/* Reference kernels (txk_ref_*): plain loops on UNPACKED weights, double
- * accumulation, libm activations. The oracle every fast kernel is tested
- * against. Strict C99. */
+/* Reference layer (txk_ref_*): plain loops on UNPACKED weights, double
+ * accumulation, element math of internal/txk_scalar_math.h (libm). The oracle
+ * every fast kernel is tested against. Strict C99. */
 #include <math.h>
 
 #include "internal/txk_internal.h"
-
-float txk_act_scalar(int op, float x, float lo, float hi) {
-  float t;
-  switch (op) {
-    case TXK_ACT_NONE: return x;
-    case TXK_ACT_RELU: return x < 0.0f ? 0.0f : x;
-    case TXK_ACT_CLAMP: return x < lo ? lo : (x > hi ? hi : x);
-    case TXK_ACT_HARDSWISH:
-      t = x + 3.0f;
-      t = t < 0.0f ? 0.0f : (t > 6.0f ? 6.0f : t);
-      return x * t * (1.0f / 6.0f);
-    case TXK_ACT_HARDSIGMOID:
-      t = x + 3.0f;
-      t = t < 0.0f ? 0.0f : (t > 6.0f ? 6.0f : t);
-      return t * (1.0f / 6.0f);
-    case TXK_ACT_SILU: return x / (1.0f + expf(-x));
-    case TXK_ACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-    case TXK_ACT_GELU_TANH:
-      return 0.5f * x * (1.0f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
-    case TXK_ACT_SIGMOID: return 1.0f / (1.0f + expf(-x));
-    case TXK_ACT_TANH: return tanhf(x);
-    case TXK_OP_EXP: return expf(x);
-    case TXK_OP_ERF: return erff(x);
-    default: return x;
-  }
-}
+#include "internal/txk_scalar_math.h"
 
 static float ref_epi(const txk_epilogue* ep, double acc, const float* r) {
   float v = (float)acc;
   if (ep->residual == TXK_RESIDUAL_BEFORE_ACT) v += *r;
-  v = txk_act_scalar((int)ep->act, v, ep->act_min, ep->act_max);
+  v = txk_scalar_act((int)ep->act, v, ep->act_min, ep->act_max);
   if (ep->residual == TXK_RESIDUAL_AFTER_ACT) v += *r;
   return v;
 }
@@ -220,18 +195,6 @@ int txk_ref_softmax(size_t rows, size_t c, const float* x, size_t x_stride, floa
   return TXK_OK;
 }
 
-static float binop(txk_binop op, float a, float b) {
-  switch (op) {
-    case TXK_BIN_ADD: return a + b;
-    case TXK_BIN_SUB: return a - b;
-    case TXK_BIN_MUL: return a * b;
-    case TXK_BIN_DIV: return a / b;
-    case TXK_BIN_MAX: return a > b ? a : b;
-    case TXK_BIN_MIN: return a < b ? a : b;
-    default: return a;
-  }
-}
-
 int txk_ref_binary(const txk_binary_desc* d, const float* a, const float* b, float* y) {
   size_t i, j, k;
   if (d == NULL || a == NULL || b == NULL || y == NULL ||
@@ -240,10 +203,10 @@ int txk_ref_binary(const txk_binary_desc* d, const float* a, const float* b, flo
   for (i = 0; i < d->n; i++)
     for (j = 0; j < d->p; j++)
       for (k = 0; k < d->c; k++) {
-        float v = binop(d->op, a[i * d->a_sn + j * d->a_sp + k * d->a_sc],
-                        b[i * d->b_sn + j * d->b_sp + k * d->b_sc]);
+        float v = txk_scalar_binop((int)d->op, a[i * d->a_sn + j * d->a_sp + k * d->a_sc],
+                                   b[i * d->b_sn + j * d->b_sp + k * d->b_sc]);
         y[i * d->y_sn + j * d->y_sp + k] =
-            txk_act_scalar((int)d->epilogue.act, v, d->epilogue.act_min, d->epilogue.act_max);
+            txk_scalar_act((int)d->epilogue.act, v, d->epilogue.act_min, d->epilogue.act_max);
       }
   return TXK_OK;
 }
@@ -252,6 +215,6 @@ int txk_ref_unary(txk_act act, float act_min, float act_max, size_t count, const
                   float* y) {
   size_t i;
   if ((count && (x == NULL || y == NULL)) || (unsigned)act >= TXK_ACT_COUNT) return TXK_EINVAL;
-  for (i = 0; i < count; i++) y[i] = txk_act_scalar((int)act, x[i], act_min, act_max);
+  for (i = 0; i < count; i++) y[i] = txk_scalar_act((int)act, x[i], act_min, act_max);
   return TXK_OK;
 }

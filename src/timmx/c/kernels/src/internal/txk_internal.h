@@ -87,8 +87,6 @@ typedef txk_rowop_ukernel* txk_rowop_ukernel_fn;
 TXK_UKERNELS(TXK_UKERNEL_DECLARE_)
 #undef TXK_UKERNEL_DECLARE_
 
-/* Scalar activation (libm based, ref.c); shared by scalar kernels and drivers. */
-float txk_act_scalar(int op, float x, float lo, float hi);
 /* 1 if the act needs the row pass (not none / relu / clamp). */
 static inline int txk_act_is_complex(int act) {
   return act != TXK_ACT_NONE && act != TXK_ACT_RELU && act != TXK_ACT_CLAMP;
