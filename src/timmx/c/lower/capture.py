@@ -2,8 +2,9 @@
 
 Constants (parameters, buffers and everything computed only from them) are folded with
 torch at export time. View ops become strided ``Ref`` objects (no copy); compute ops become
-``Step`` objects calling the kernel library. An op the C target cannot lower raises
-:class:`UnsupportedOpError` naming the op and the timm module it came from.
+``Step`` objects calling the kernel library: the op families in ``lower/ops/`` register their
+lowerings in ``lower/registry.py``, which :meth:`Lowering.call` looks up. An op the C target
+cannot lower raises :class:`UnsupportedOpError` naming the op and the timm module it came from.
 """
 
 import math
@@ -157,8 +158,6 @@ class Lowering:
         import torch
 
         t = torch.as_tensor(value)
-        if t.is_floating_point() or t.dtype == torch.bool or not t.is_complex():
-            pass
         return Ref(shape=tuple(t.shape), strides=tuple(t.stride()), const=t)
 
     def runtime(self, ref: Ref) -> Ref:
