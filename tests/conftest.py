@@ -5,9 +5,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fakes import FakeBackend
 from typer.testing import CliRunner
 
 from timmx.cli.app import app
+from timmx.core.registry import default_registry
 
 
 @pytest.fixture
@@ -46,3 +48,61 @@ def assert_passed(data: dict, *, max_abs: float | None = None) -> None:
 def leftovers(folder: Path) -> list[str]:
     """Names of entries in ``folder`` (to check that failed exports left nothing behind)."""
     return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.fixture
+def fake_backend():
+    """Register a fake backend for the duration of one test, then always unregister it."""
+    registered = []
+
+    def register(behaviour: str = "ok", requires: tuple[str, ...] = ()) -> FakeBackend:
+        backend = FakeBackend(behaviour, requires)
+        default_registry().register(backend)
+        registered.append(backend)
+        return backend
+
+    yield register
+    for backend in registered:
+        default_registry().unregister(backend.name)
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory) -> Path:
+    """A folder of real photographs (scikit-image and scikit-learn ship them)."""
+    from timmx.testing import write_photo_folder
+
+    return write_photo_folder(tmp_path_factory.mktemp("photos"))
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory):
+    """test_resnet trained on scikit-learn's digits: train/test ImageFolders and a checkpoint."""
+    from timmx.testing.digits import train_digits
+
+    trained = train_digits(tmp_path_factory.mktemp("digits"))
+    assert trained.accuracy >= 95.0, f"the digits model reached only {trained.accuracy:.1f}%"
+    return trained
+
+
+@pytest.fixture(scope="session")
+def live_checkpoint(tmp_path_factory):
+    """``live_checkpoint(model, **create_kwargs)``: a state_dict file of live weights."""
+    import torch
+
+    from timmx._torch_env import import_timm
+    from timmx.testing import live_weights
+
+    made: dict[tuple, Path] = {}
+
+    def make(model: str, **kwargs) -> Path:
+        key = (model, tuple(sorted(kwargs.items())))
+        if key not in made:
+            torch.manual_seed(0)
+            net = import_timm().create_model(model, **kwargs)
+            live_weights(net)
+            path = tmp_path_factory.mktemp("live") / f"{model}.pth"
+            torch.save(net.state_dict(), path)
+            made[key] = path
+        return made[key]
+
+    return make

@@ -1,5 +1,6 @@
 """Fake backends for exercising the pipeline's failure paths (registered by fixtures only)."""
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +35,20 @@ class FakeBackend(ExportBackend):
         if self.behaviour == "crash":
             raise RuntimeError("converter exploded")
 
-    def verify(self, job, artifact: Path):
-        def wrong(x):
-            reference = job.model.run(job.model.sample_input(x.shape[0])).numpy()
+    @contextlib.contextmanager
+    def runtime(self, job, artifact: Path, *, threads: int | None = None):
+        """PyTorch itself: exact ("ok"), shifted by 1 ("wrong") or with the classes rolled by
+        one, so every prediction is another class ("shuffle")."""
+        import torch
+
+        def run(x):
+            reference = job.model.run(torch.from_numpy(x)).numpy()
+            if self.behaviour == "shuffle":
+                return reference[:, [*range(1, reference.shape[1]), 0]]
             return reference + (1.0 if self.behaviour == "wrong" else 0.0)
 
-        return verify_with_runner(job, wrong, "fake-runtime")
+        yield run
+
+    def verify(self, job, artifact: Path):
+        with self.runtime(job, artifact) as run:
+            return verify_with_runner(job, run, "fake-runtime")

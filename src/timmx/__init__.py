@@ -6,6 +6,7 @@
 from timmx._version import __version__
 from timmx.api import backends, export
 from timmx.errors import (
+    AccuracyError,
     ConfigurationError,
     DependencyError,
     ExportError,
@@ -14,6 +15,7 @@ from timmx.errors import (
 )
 
 __all__ = [
+    "AccuracyError",
     "ConfigurationError",
     "DependencyError",
     "ExportError",

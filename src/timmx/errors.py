@@ -43,3 +43,14 @@ class VerificationError(ExportError):
 
     def __reduce__(self):
         return (type(self), (str(self), self.report))
+
+
+class AccuracyError(ExportError):
+    """The artifact lost more accuracy on --eval-data than --max-accuracy-drop allows."""
+
+    def __init__(self, message: str, report: object | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.report))

@@ -2,26 +2,8 @@
 
 import pytest
 import torch
-from fakes import FakeBackend
 
 import timmx
-from timmx.core.registry import default_registry
-
-
-@pytest.fixture
-def fake_backend():
-    """Register a fake backend for the duration of one test, then always unregister it."""
-    registered = []
-
-    def register(behaviour: str = "ok", requires: tuple[str, ...] = ()) -> FakeBackend:
-        backend = FakeBackend(behaviour, requires)
-        default_registry().register(backend)
-        registered.append(backend)
-        return backend
-
-    yield register
-    for backend in registered:
-        default_registry().unregister(backend.name)
 
 
 def assert_user_error(result, *fragments: str) -> None:

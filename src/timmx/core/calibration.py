@@ -33,18 +33,17 @@ a tensor file, 32 random draws); ``--calibration-steps S`` caps the calibration 
 export's ``--batch-size``; default: enough to see every sample once).
 """
 
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from timmx.core.images import image_files, load_images, subset
 from timmx.core.options import option
 from timmx.errors import ConfigurationError
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 DEFAULT_SAMPLES = 128
 DEFAULT_RANDOM_SAMPLES = 32  # noise gains nothing from more samples
-SUBSET_SEED = 0
+HOLDOUT_SEED = 7  # picks the images held out for verification
 RANDOM_SEED = 1234  # differs from the verification samples' seeds
 VERIFY_SAMPLES = 8
 
@@ -224,7 +223,7 @@ def validate_calibration(job, *, needs_calibration: bool, allowed: bool) -> None
     if data is not None:
         data = Path(data).expanduser()
         if data.is_dir():
-            available = len(image_files(data))
+            available = len(image_files(data)) - held_out_count(len(image_files(data)))
         elif data.is_file():
             if stats_without_normalize:
                 raise ConfigurationError(
@@ -247,28 +246,6 @@ def validate_calibration(job, *, needs_calibration: bool, allowed: bool) -> None
                 f"calibration samples of {data} fill ({batches} of --batch-size "
                 f"{job.common.batch_size}); lower --calibration-steps or add data."
             )
-
-
-def image_files(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursive, sorted); ConfigurationError if none/unreadable."""
-    try:
-        files = sorted(
-            p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-        )
-        if not files:
-            next(folder.iterdir(), None)  # raises PermissionError on an unreadable folder
-    except OSError as exc:
-        raise ConfigurationError(
-            f"Cannot read calibration folder {folder}: {exc.strerror or exc}; check its "
-            "permissions."
-        ) from exc
-    if not files:
-        kinds = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
-        raise ConfigurationError(
-            f"Calibration folder {folder} holds no images ({kinds}); point --calibration-data "
-            "at a folder of images."
-        )
-    return files
 
 
 def _expected_input_size(job) -> tuple[int, ...] | None:
@@ -333,9 +310,11 @@ def load_calibration(job) -> CalibrationSet:
     if data is not None:
         data = Path(data).expanduser()
         if data.is_dir():
-            tensor, skipped, total = _load_images(prepared, data, samples or DEFAULT_SAMPLES)
+            files = _calibration_files(job, data)
+            chosen = subset(files, samples or DEFAULT_SAMPLES)
+            tensor, skipped = load_images(prepared, chosen, strict=False, flag="--calibration-data")
             kind = "images" if prepared.normalize else "images, normalized"
-            source = f"{tensor.shape[0]} of {total} {kind} from {data}"
+            source = f"{tensor.shape[0]} of {len(files)} {kind} from {data}"
             if skipped:
                 source += f" ({skipped} unreadable skipped)"
         else:
@@ -364,112 +343,81 @@ def load_calibration(job) -> CalibrationSet:
     return calibration
 
 
+def held_out_count(images: int) -> int:
+    """How many images of a calibration folder are held out for verification."""
+    return min(VERIFY_SAMPLES, images // 4)
+
+
+def _calibration_files(job, folder: Path) -> list[Path]:
+    """The folder's images minus those verification uses: --verify-data's files when they are
+    in this folder, else a held-out slice that becomes the job's verification images."""
+    from timmx.core.verify import VERIFY_IMAGES
+
+    files = image_files(folder)
+    taken = {Path(p).resolve() for p in (job.verify_files or [])}
+    pool = [f for f in files if f.resolve() not in taken]
+    if job.verify_files is None:
+        held = subset(pool, held_out_count(len(pool)), seed=HOLDOUT_SEED)
+        if held:
+            kept = set(held)
+            pool = [f for f in pool if f not in kept]
+            job.verify_files = held[:VERIFY_IMAGES]
+            job.verify_source = (
+                f"{len(job.verify_files)} images held out of --calibration-data {folder} "
+                "(not used to calibrate)"
+            )
+    return pool
+
+
 def verification_inputs(job, max_samples: int = VERIFY_SAMPLES) -> list:
     """Batches (of the export batch size) to measure a quantized artifact's accuracy cost on.
 
-    The loaded calibration data when it came from --calibration-data (real inputs make top-1
-    agreement meaningful), else seeded sample inputs in the graph's input range; about
-    ``max_samples`` samples in all.
+    The job's real verification images when it has them (--verify-data, or the slice held out
+    of --calibration-data: never the calibration images themselves), else seeded sample
+    inputs in the graph's input range, about ``max_samples`` of them.
     """
+    from timmx.core.verify import input_batches
+
     prepared = job.model
     batch_size = prepared.batch_size
+    if getattr(job, "verify_images", None) is not None:
+        return input_batches(job, (batch_size,))
     count = max(1, -(-max_samples // batch_size))
-    calibration = getattr(job, "calibration", None)
-    if calibration is not None and getattr(job.options, "calibration_data", None) is not None:
-        return list(calibration.batches(batch_size, device=prepared.device, limit=count))
     return [prepared.sample_input(batch_size, seed=k) for k in range(count)]
 
 
 def accuracy_note(job, mode: str, inputs: list) -> str:
     """The report's note for a quantized/reduced-precision artifact: what it was measured on."""
+    from timmx.core.verify import inputs_description
+
     samples = sum(int(x.shape[0]) for x in inputs)
-    from_data = getattr(job, "calibration", None) is not None and (
-        getattr(job.options, "calibration_data", None) is not None
-    )
-    what = "calibration samples" if from_data else "seeded sample inputs"
-    return f"{mode} accuracy cost vs fp32 PyTorch on {samples} {what}"
+    return f"{mode} accuracy cost vs fp32 PyTorch on {samples} samples ({inputs_description(job)})"
 
 
 def verify_quantized(job, runner, runtime: str, mode: str, *, note: str | None = None):
     """Verify a quantized / reduced-precision artifact and report its accuracy cost.
 
-    Runs :func:`timmx.core.verify.verify_with_runner` on :func:`verification_inputs` (the
-    calibration images when given, else seeded samples), then pools top-1 agreement over every
-    sample (not the worst batch) and records it, with the max abs error, in
+    Runs :func:`timmx.core.verify.verify_with_runner` on :func:`verification_inputs` (real
+    images held out of the calibration folder or from --verify-data, else seeded samples) and
+    records the pooled top-1 agreement, the max abs error and the cosine in
     ``job.details["accuracy"]``.
     """
-    import numpy as np
-    import torch
 
     from timmx.core.verify import verify_with_runner
 
     inputs = verification_inputs(job)
-    seen: list[tuple[object, object]] = []
-
-    def recording(x):
-        out = runner(x)
-        seen.append((x, out))
-        return out
-
     text = accuracy_note(job, mode, inputs)
     report = verify_with_runner(
-        job, recording, runtime, inputs=inputs, note=f"{text}; {note}" if note else text
+        job, runner, runtime, inputs=inputs, note=f"{text}; {note}" if note else text
     )
-    agree = total = 0
-    for x, out in seen:
-        ref = job.model.run(torch.from_numpy(x).to(job.model.device)).float().cpu().numpy()
-        out = np.asarray(out).reshape(ref.shape)
-        n = ref.shape[0]
-        agree += int((ref.reshape(n, -1).argmax(1) == out.reshape(n, -1).argmax(1)).sum())
-        total += n
-    if total:
-        report.top1_agree = agree / total
-        job.details["accuracy"] = (
-            f"{mode} vs fp32 PyTorch on {total} samples: top-1 agreement {agree}/{total} "
-            f"({agree / total:.0%}), max abs err {report.max_abs_err:.3g}, "
-            f"cosine {report.cosine:.4f}"
-        )
+    total = sum(int(x.shape[0]) for x in inputs)
+    agree = round(report.top1_agree * total)  # pooled over every sample by verify_with_runner
+    job.details["accuracy"] = (
+        f"{mode} vs fp32 PyTorch on {total} samples: top-1 agreement {agree}/{total} "
+        f"({report.top1_agree:.0%}), max abs err {report.max_abs_err:.3g}, "
+        f"cosine {report.cosine:.4f}"
+    )
     return report
-
-
-def _load_images(prepared, folder: Path, limit: int):
-    """Decode and transform up to ``limit`` images: (tensor, unreadable count, files found)."""
-    import torch
-    from PIL import Image, UnidentifiedImageError
-
-    from timmx._torch_env import import_timm
-
-    timm = import_timm()
-    files = image_files(folder)
-    total = len(files)
-    if total > limit:
-        files = sorted(random.Random(SUBSET_SEED).sample(files, limit))
-    channels = prepared.input_size[0]
-    stats = (
-        {"mean": (0.0,) * channels, "std": (1.0,) * channels}
-        if prepared.normalize
-        else {"mean": prepared.mean, "std": prepared.std}
-    )
-    transform = timm.data.create_transform(
-        input_size=prepared.input_size,
-        is_training=False,
-        interpolation=prepared.interpolation,
-        crop_pct=prepared.crop_pct,
-        **stats,
-    )
-    tensors = []
-    skipped = 0
-    for path in files:
-        try:
-            with Image.open(path) as image:
-                tensors.append(transform(image.convert("L" if channels == 1 else "RGB")))
-        except (OSError, UnidentifiedImageError, ValueError):
-            skipped += 1
-    if not tensors:
-        raise ConfigurationError(
-            f"None of the {len(files)} images in {folder} could be decoded; check the files."
-        )
-    return torch.stack(tensors).float(), skipped, total
 
 
 def describe_calibration(calibration: CalibrationSet, batch_size: int) -> str:

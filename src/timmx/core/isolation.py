@@ -99,7 +99,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _child(write_fd: int, work: Callable[[Callable[[str], None]], object], parent: int) -> None:
+def _child(write_fd: int, work: Callable[[Callable[..., None]], object], parent: int) -> None:
     os.setpgid(0, 0)
     _die_with_parent()
     if os.getppid() != parent:  # the parent died before PDEATHSIG was armed
@@ -107,7 +107,7 @@ def _child(write_fd: int, work: Callable[[Callable[[str], None]], object], paren
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     code = 0
     try:
-        result = work(lambda message: _send(write_fd, ("progress", message)))
+        result = work(lambda *args: _send(write_fd, ("progress", args)))
         _send(write_fd, ("done", result))
     except BaseException as exc:  # everything goes back to the parent
         code = 1
@@ -132,11 +132,11 @@ def _describe_death(status: int) -> str:
 
 
 def run_isolated(
-    work: Callable[[Callable[[str], None]], T], progress: Callable[[str], None], what: str
+    work: Callable[[Callable[..., None]], T], progress: Callable[..., None], what: str
 ) -> T:
     """Run ``work(report)`` in a forked child when :func:`fork_safe`, else here.
 
-    ``work`` gets a function to report progress messages, which reach ``progress`` here. The
+    ``work`` gets a function to report progress (its arguments reach ``progress`` here). The
     result (or the exception) comes back as if the call had been local. ``what`` names the
     work in the message when the child dies without an answer (a crash, the OOM killer).
     """
@@ -159,7 +159,7 @@ def run_isolated(
                 break
             kind, payload = message
             if kind == "progress":
-                progress(payload)
+                progress(*payload)
             else:
                 outcome = (kind, payload)
     except BaseException:

@@ -15,6 +15,7 @@ from timmx.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from timmx.core.calibration import CalibrationSet
+    from timmx.core.evaluate import EvalReport
     from timmx.core.model import PreparedModel
 
 MODEL_HELP = "timm model name (e.g. resnet50; see `timmx list`)."
@@ -57,6 +58,27 @@ class CommonOptions:
     verify: bool = option(True, "Run the artifact in its runtime and compare with PyTorch.")
     atol: float | None = option(None, "Absolute tolerance (default: per format).", min=0.0)
     rtol: float | None = option(None, "Relative tolerance (default: per format).", min=0.0)
+    verify_data: Path | None = option(
+        None,
+        "Verify on these images (a folder; timm's eval transform) instead of random images.",
+        show_default=False,
+    )
+    eval_data: Path | None = option(
+        None,
+        "Measure top-1/top-5 of PyTorch and the artifact on labelled images: a folder with "
+        "one sub-folder per class (ImageNet synsets, class indices, or names in labels.txt).",
+        show_default=False,
+    )
+    eval_samples: int | None = option(
+        None, "Images of --eval-data to use (default: all).", min=1, show_default=False
+    )
+    max_accuracy_drop: float | None = option(
+        None,
+        "With --eval-data: fail (exit 2, nothing written) when the artifact's top-1 is more "
+        "than this many points below PyTorch's.",
+        min=0.0,
+        show_default=False,
+    )
     json_output: bool = option(False, "Print the result as one JSON object.", "--json")
 
 
@@ -71,6 +93,11 @@ class ExportJob:
     output: Path | None = None
     prepared: PreparedModel | None = None
     calibration: CalibrationSet | None = None
+    # Verification images (None: seeded random images): the files, their tensor, a description.
+    verify_files: list[Path] | None = None
+    verify_images: Any = None
+    verify_source: str | None = None
+    evaluation: EvalReport | None = None
     notes: list[str] = field(default_factory=list)
     details: dict[str, object] = field(default_factory=dict)
 
@@ -167,6 +194,25 @@ def validate_common(common: CommonOptions, backend: ExportBackend | None = None)
             raise ConfigurationError(f"{name} takes 3 values (R G B), got {len(values)}.")
     if common.std is not None and any(s <= 0 for s in common.std):
         raise ConfigurationError(f"--std values must be > 0, got {list(common.std)}.")
+    if common.eval_data is None and (
+        common.eval_samples is not None or common.max_accuracy_drop is not None
+    ):
+        raise ConfigurationError(
+            "--eval-samples and --max-accuracy-drop apply to --eval-data; add --eval-data "
+            "FOLDER (one sub-folder of images per class)."
+        )
+    if common.verify_data is not None:
+        from timmx.core.images import image_files
+
+        if not common.verify_data.is_dir():
+            raise ConfigurationError(
+                f"--verify-data {common.verify_data} is not a folder; give a folder of images."
+            )
+        image_files(common.verify_data, "--verify-data")
+    if common.eval_data is not None:
+        from timmx.core.evaluate import class_folders
+
+        class_folders(common.eval_data)
     if common.pretrained and common.checkpoint is not None:
         raise ConfigurationError(
             "--pretrained and --checkpoint both set the weights; pass only one of them."

@@ -26,8 +26,8 @@ from timmx.core.options import parse_options, reject_unknown, specs
 from timmx.core.quiet import quiet
 from timmx.core.result import ExportResult, path_size
 from timmx.core.staging import Staging, missing_parents
-from timmx.core.verify import VerifyReport
 from timmx.errors import (
+    AccuracyError,
     ConfigurationError,
     DependencyError,
     ExportError,
@@ -35,12 +35,13 @@ from timmx.errors import (
     VerificationError,
 )
 
-# Told what a long step is doing (the CLI shows it in a spinner); the default shows nothing.
-Progress = Callable[[str], None]
+# Told what a long step is doing, and for counted steps how far it got (done, total); the CLI
+# shows a spinner or a progress bar. The default shows nothing.
+Progress = Callable[..., None]
 MEMORY_ERRORS = ("not enough memory", "can't allocate memory", "cannot allocate memory")
 
 
-def _silent(message: str) -> None:
+def _silent(message: str, done: int | None = None, total: int | None = None) -> None:
     """The default progress reporter: says nothing."""
 
 
@@ -182,7 +183,7 @@ def run_export(
     check_model_name(job.model_name)
     job.output = resolve_output(job)
     with sigterm_as_interrupt(), Staging(job.output, is_dir=backend.writes_directory(job)) as stage:
-        report, notes, details = run_isolated(
+        report, notes, details, evaluation = run_isolated(
             lambda report_step: _produce(job, stage.path, report_step),
             progress,
             f"The {backend.name} export process",
@@ -195,6 +196,15 @@ def run_export(
                 f"{report.failure()} Loosen --atol/--rtol or pass --no-verify to keep it.",
                 report,
             )
+        if evaluation is not None and evaluation.passed is False:
+            raise AccuracyError(
+                f"Accuracy on --eval-data fell by {evaluation.drop:.2f} top-1 points (PyTorch "
+                f"{evaluation.top1_torch:.2f}%, {backend.name} {evaluation.top1_artifact:.2f}% on "
+                f"{evaluation.n} images), more than --max-accuracy-drop {evaluation.max_drop:g}; "
+                f"nothing was written to {job.output}. Calibrate on more or better data, or "
+                "choose a higher precision.",
+                evaluation,
+            )
         stage.commit()
     return ExportResult(
         format=backend.name,
@@ -205,31 +215,53 @@ def run_export(
         verify=report,
         notes=job.notes,
         details=job.details,
+        evaluation=evaluation,
     )
 
 
-def _produce(
-    job: ExportJob, artifact: Path, progress: Progress
-) -> tuple[VerifyReport | None, list[str], dict[str, object]]:
-    """The heavy part: prepare, convert, mark, verify. Returns (report, notes, details)."""
+def _produce(job: ExportJob, artifact: Path, progress: Progress) -> tuple:
+    """The heavy part: prepare, convert, mark, verify, evaluate.
+
+    Returns (verify report, notes, details, eval report).
+    """
+    from timmx.core.images import image_files, load_images, subset
     from timmx.core.model import prepare_model
+    from timmx.core.verify import VERIFY_IMAGES
 
-    backend = job.backend
+    backend, common = job.backend, job.common
     progress(f"Preparing {job.model_name}")
-    job.prepared = _guarded(
-        job, "model preparation", lambda: prepare_model(job.model_name, job.common)
-    )
+    job.prepared = _guarded(job, "model preparation", lambda: prepare_model(job.model_name, common))
+    if common.verify_data is not None:
+        job.verify_files = subset(image_files(common.verify_data, "--verify-data"), VERIFY_IMAGES)
+        job.verify_source = f"{len(job.verify_files)} images of --verify-data {common.verify_data}"
     progress(f"Exporting to {backend.name}")
     _guarded(job, f"{backend.name} export", lambda: backend.convert(job, artifact))
     if backend.output_is_dir:
         write_marker(artifact, job)
     report = None
-    if job.common.verify:
+    if common.verify:
+        if job.verify_files:
+            flag = "--verify-data" if common.verify_data is not None else "--calibration-data"
+            job.verify_images, _ = load_images(job.model, job.verify_files, strict=True, flag=flag)
         progress(f"Verifying in {backend.name}'s runtime")
         report = _guarded(
             job, f"{backend.name} verification", lambda: backend.verify(job, artifact)
         )
-    return report, job.notes, job.details
+    if common.eval_data is not None:
+        progress("Evaluating on --eval-data")
+        job.evaluation = _guarded(
+            job, f"{backend.name} evaluation", lambda: _evaluate(job, artifact, progress)
+        )
+    return report, job.notes, job.details, job.evaluation
+
+
+def _evaluate(job: ExportJob, artifact: Path, progress: Progress):
+    from timmx.core.evaluate import evaluate, not_run
+
+    with job.backend.runtime(job, artifact) as runner:
+        if runner is None:
+            return not_run(job, f"the {job.backend.name} runtime cannot run on this machine")
+        return evaluate(job, runner, progress)
 
 
 def _out_of_memory(job: ExportJob, step: str, exc: BaseException) -> ConfigurationError | None:

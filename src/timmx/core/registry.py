@@ -18,11 +18,14 @@ from timmx.errors import ConfigurationError
 ENTRY_POINT_GROUP = "timmx.backends"
 BUILTIN_BACKENDS = {
     "c": "timmx.backends.c:CBackend",
+    "coreai": "timmx.backends.coreai:CoreAIBackend",
     "coreml": "timmx.backends.coreml:CoreMLBackend",
     "executorch": "timmx.backends.executorch:ExecuTorchBackend",
     "litert": "timmx.backends.litert:LiteRTBackend",
+    "mnn": "timmx.backends.mnn:MNNBackend",
     "ncnn": "timmx.backends.ncnn:NcnnBackend",
     "onnx": "timmx.backends.onnx:OnnxBackend",
+    "openvino": "timmx.backends.openvino:OpenVINOBackend",
     "tensorrt": "timmx.backends.tensorrt:TensorRTBackend",
     "torch-export": "timmx.backends.torch_export:TorchExportBackend",
     "torchscript": "timmx.backends.torchscript:TorchScriptBackend",

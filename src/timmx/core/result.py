@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from timmx.core.evaluate import EvalReport
 from timmx.core.verify import VerifyReport
 
 
@@ -20,6 +21,7 @@ class ExportResult:
     verify: VerifyReport | None
     notes: list[str] = field(default_factory=list)
     details: dict[str, object] = field(default_factory=dict)
+    evaluation: EvalReport | None = None
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict: format, model, output, size_bytes, seconds, verify, notes, details."""
@@ -32,6 +34,7 @@ class ExportResult:
             "verify": self.verify.to_dict() if self.verify else None,
             "notes": list(self.notes),
             "details": dict(self.details),
+            "eval": self.evaluation.to_dict() if self.evaluation else None,
         }
 
 
@@ -71,6 +74,8 @@ def summary_lines(result: ExportResult) -> list[str]:
         f"  time     {result.seconds:.1f} s",
         f"  verify   {verify_line(result.verify)}",
     ]
+    if result.evaluation is not None:
+        lines.append(f"  eval     {result.evaluation.line()}")
     for key, value in result.details.items():
         lines.append(f"  {key:<8} {value}")
     lines.extend(f"  note     {note}" for note in result.notes)

@@ -27,6 +27,12 @@ class VerifyReport:
     rtol: float | None = None
     min_cosine: float | None = None
     note: str | None = None
+    # Where the runtime's default precision differs from the one verified (OpenVINO's CPU
+    # plugin computes in bf16 on CPUs with native bf16 unless told f32): that precision and its
+    # max abs error vs PyTorch.
+    default_precision: str | None = None
+    default_max_abs_err: float | None = None
+    inputs: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict."""
@@ -101,6 +107,37 @@ def verification_batch_sizes(batch_size: int, dynamic_batch: bool) -> tuple[int,
     return (batch_size, batch_size + 1) if dynamic_batch else (batch_size,)
 
 
+VERIFY_IMAGES = 16
+NOISE = "seeded random images"
+
+
+def input_batches(job, batch_sizes: Sequence[int]) -> list:
+    """Verification inputs: real images when the job has them (--verify-data, or images held
+    out of --calibration-data), else seeded random images in the graph's input range.
+
+    With images, the first batch size repeats until every image was seen once; each further
+    size (a dynamic batch) gets one batch.
+    """
+    prepared = job.model
+    images = getattr(job, "verify_images", None)
+    if images is None:
+        return [prepared.sample_input(size) for size in batch_sizes]
+    count = int(images.shape[0])
+    first, *rest = batch_sizes
+    sizes = [first] * max(1, -(-count // first)) + list(rest)
+    batches, offset = [], 0
+    for size in sizes:
+        rows = [(offset + k) % count for k in range(size)]
+        offset += size
+        batches.append(images[rows].to(prepared.device))
+    return batches
+
+
+def inputs_description(job) -> str:
+    """What verification ran on (for the report)."""
+    return getattr(job, "verify_source", None) or NOISE
+
+
 def verify_with_runner(
     job,
     runner: Runner,
@@ -110,17 +147,17 @@ def verify_with_runner(
     inputs: Sequence[object] | None = None,
     note: str | None = None,
 ) -> VerifyReport:
-    """Run ``runner`` and the PyTorch model on the same seeded inputs and compare.
+    """Run ``runner`` and the PyTorch model on the same inputs and compare.
 
-    ``inputs`` (torch tensors) replace the seeded samples, e.g. a calibration batch; otherwise one
-    sample input per entry of ``batch_sizes`` (default: the export batch size).
+    ``inputs`` (torch tensors) replace the default, :func:`input_batches` for ``batch_sizes``
+    (default: the export batch size): real images when the job has them, else seeded noise.
     """
     prepared = job.model
     precision = job.backend.precision(job)
     tolerance = tolerance_for(job.backend.name, precision, job.common.atol, job.common.rtol)
     if inputs is None:
         sizes = tuple(batch_sizes or (prepared.batch_size,))
-        inputs = [prepared.sample_input(size) for size in sizes]
+        inputs = input_batches(job, sizes)
     worst: Figures | None = None
     passed = True
     agreeing = samples = 0.0
@@ -148,6 +185,7 @@ def verify_with_runner(
         rtol=tolerance.rtol,
         min_cosine=tolerance.min_cosine,
         note=note,
+        inputs=inputs_description(job),
     )
 
 

@@ -7,8 +7,10 @@ still "verifies"; other families, whose BatchNorm running statistics stay at 0/1
 activations up to logits of 1e8. :func:`live_weights` fixes both, deterministically:
 
 1. every norm's affine is drawn non-degenerate (scale in [0.6, 1.2], shift ~ N(0, 0.1));
-2. every layer-scale-like parameter (constant, nonzero, tiny) is drawn in [0.5, 1.0];
-3. every all-zero weight matrix or kernel gets a Kaiming-normal draw;
+2. every linear/conv weight is drawn variance-preserving, std sqrt(1/fan_in) (timm's
+   trunc_normal(0.02) and zero inits leave branches nearly silent), biases small;
+3. every layer-scale-like parameter (constant, nonzero, tiny) is drawn in [0.5, 1.0]; other
+   varying parameters (position embeddings, class tokens, bias tables) get std 0.3;
 4. BatchNorm statistics are recalibrated on real photographs (:mod:`timmx.testing.images`),
    so activations stay O(1) through the depth;
 5. the classifier is rescaled so the logits' standard deviation on those photos is
@@ -23,6 +25,8 @@ NORM_SCALE = (0.6, 1.2)
 NORM_SHIFT_STD = 0.1
 LAYER_SCALE = (0.5, 1.0)
 TINY = 1e-3
+BIAS_STD = 0.05
+EMBED_STD = 0.3
 CALIBRATION_IMAGES = 48
 CALIBRATION_BATCH = 16
 
@@ -46,27 +50,47 @@ def _is_layer_scale(param) -> bool:
     return bool(0 < abs(float(first)) <= TINY and (param == first).all())
 
 
-def _redraw(model, generator) -> None:
+def _normal(param, generator, std: float) -> None:
     import torch
 
+    param.copy_(torch.randn(param.shape, generator=generator) * std)
+
+
+def _redraw(model, generator) -> None:
+    """Draw every parameter from ``generator`` (deterministic whatever the init), except
+    constants that are not layer scales (ones, zeros in odd places), which are kept."""
+    import torch
+
+    layers = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+    handled: set[int] = set()
     with torch.no_grad():
         for module in model.modules():
-            if not _is_norm(module):
-                continue
             weight = getattr(module, "weight", None)
             bias = getattr(module, "bias", None)
-            if isinstance(weight, torch.nn.Parameter):
-                low, high = NORM_SCALE
-                weight.copy_(torch.rand(weight.shape, generator=generator) * (high - low) + low)
-            if isinstance(bias, torch.nn.Parameter):
-                bias.copy_(torch.randn(bias.shape, generator=generator) * NORM_SHIFT_STD)
+            if _is_norm(module):
+                if isinstance(weight, torch.nn.Parameter):
+                    low, high = NORM_SCALE
+                    weight.copy_(torch.rand(weight.shape, generator=generator) * (high - low) + low)
+                if isinstance(bias, torch.nn.Parameter):
+                    _normal(bias, generator, NORM_SHIFT_STD)
+            elif isinstance(module, layers) and isinstance(weight, torch.nn.Parameter):
+                # Variance-preserving (LeCun): timm's trunc_normal(.02) leaves narrow MLP and
+                # attention branches nearly silent, and zero inits silence them entirely.
+                _normal(weight, generator, (1.0 / max(1, weight[0].numel())) ** 0.5)
+                if isinstance(bias, torch.nn.Parameter):
+                    _normal(bias, generator, BIAS_STD)
+            else:
+                continue
+            handled.update(id(p) for p in module.parameters(recurse=False))
         for _, param in model.named_parameters():
+            if id(param) in handled or not param.is_floating_point() or param.numel() == 0:
+                continue
             if _is_layer_scale(param):
                 low, high = LAYER_SCALE
                 param.copy_(torch.rand(param.shape, generator=generator) * (high - low) + low)
-            elif param.dim() >= 2 and not param.any():
-                fan_in = param[0].numel()
-                param.copy_(torch.randn(param.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
+            elif param.numel() > 1 and not (param == param.flatten()[0]).all():
+                # position embeddings, class tokens, attention bias tables: visible, not noise
+                _normal(param, generator, EMBED_STD)
 
 
 @contextlib.contextmanager
@@ -89,17 +113,21 @@ def _batchnorm_training(model):
         model.eval()
 
 
-def _classifier(model):
+def _classifiers(model) -> list:
+    """The classifier layers (several for distilled heads such as LeViT's)."""
     import torch
 
     getter = getattr(model, "get_classifier", None)
-    head = getter() if callable(getter) else None
-    if isinstance(head, torch.nn.Linear | torch.nn.Conv2d):
-        return head
-    if isinstance(head, torch.nn.Module):
-        layers = [m for m in head.modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv2d)]
-        return layers[-1] if layers else None
-    return None
+    heads = getter() if callable(getter) else None
+    if not isinstance(heads, tuple | list):
+        heads = [heads]
+    found = []
+    for head in heads:
+        if isinstance(head, torch.nn.Module):
+            kinds = torch.nn.Linear | torch.nn.Conv2d
+            layers = [m for m in head.modules() if isinstance(m, kinds)]
+            found.extend(layers[-1:])
+    return found
 
 
 def live_weights(model, *, seed: int = 0, images=None, logit_std: float = 3.0):
@@ -125,15 +153,15 @@ def live_weights(model, *, seed: int = 0, images=None, logit_std: float = 3.0):
         with _batchnorm_training(model):
             for start in range(0, images.shape[0], CALIBRATION_BATCH):
                 model(images[start : start + CALIBRATION_BATCH])
-        head = _classifier(model)
-        if head is not None:
+        heads = _classifiers(model)
+        if heads:
             logits = model(images[:CALIBRATION_BATCH])
             spread = float(logits.std())
             if spread > 0:
-                factor = logit_std / spread
-                head.weight.mul_(factor)
-                if head.bias is not None:
-                    head.bias.mul_(factor)
+                for head in heads:
+                    head.weight.mul_(logit_std / spread)
+                    if head.bias is not None:
+                        head.bias.mul_(logit_std / spread)
     return model.eval()
 
 
