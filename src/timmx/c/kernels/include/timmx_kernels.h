@@ -74,7 +74,8 @@ typedef enum txk_isa {
 int txk_isa_supported(txk_isa isa);
 const char* txk_isa_name(txk_isa isa);
 
-/* Kernel families. Each family has one const enumerator table (see
+/* Kernel families. The micro-kernels of every family are listed once, in
+ * src/internal/txk_ukernels.h; that list makes the enumerator (see
  * txk_ukernel_count / txk_ukernel_get) that feeds dispatch, tests and
  * benchmarks. */
 typedef enum txk_family {
@@ -86,8 +87,9 @@ typedef enum txk_family {
 } txk_family;
 
 /* One enumerator entry. `fn` has the family's micro-kernel signature
- * (declared in src/txk_internal.h); callers outside the library only read
- * name/isa/mr/nr. */
+ * (txk_<family>_ukernel in src/internal/txk_internal.h); callers outside the
+ * library only read name/isa/mr/nr. The name follows the grammar
+ * txk_f32_<family>_ukernel_<mr>x<nr>__<isa> (README.md). */
 typedef struct txk_ukernel_info {
   const char* name; /* e.g. "txk_f32_gemm_ukernel_8x32__avx512" */
   txk_isa isa;
