@@ -7,6 +7,7 @@ import pytest
 from conftest import assert_passed, leftovers
 
 import timmx
+import timmx.core.backend as backend_module
 from timmx.backends import coreai as coreai_backend
 from timmx.backends.coreai import (
     HASH_FILE,
@@ -15,6 +16,7 @@ from timmx.backends.coreai import (
     check_structure,
     read_metadata,
 )
+from timmx.core.registry import default_registry
 from timmx.errors import ExportError
 
 ASSET_FILES = sorted([HASH_FILE, METADATA_FILE, PROGRAM_FILE])
@@ -101,3 +103,20 @@ def test_bad_options_exit_2_and_leave_nothing(cli, tmp_path, monkeypatch, args, 
     assert result.exit_code == 2, f"exit {result.exit_code}: {result.stdout} {result.stderr}"
     assert message in result.stderr, f"{message!r} not in {result.stderr!r}"
     assert leftovers(tmp_path) == [], f"nothing is written: {leftovers(tmp_path)}"
+
+
+def test_doctor_row_and_install_command(cli, monkeypatch):
+    result = cli("doctor", "--json")
+    assert result.exit_code == 0, result.stderr
+    row = {r["backend"]: r for r in json.loads(result.stdout)["backends"]}["coreai"]
+    assert row["available"], f"coreai should be available here: {row}"
+    assert row["versions"]["coreai-torch"] and row["versions"]["coreai-core"], row
+    backend = default_registry().get("coreai")
+    real = backend_module.installed_version
+    monkeypatch.setattr(
+        backend_module, "installed_version", lambda d: None if d == "coreai-core" else real(d)
+    )
+    state = backend.check_dependencies()
+    assert not state.available and state.missing == ["coreai-core"], state
+    assert "pip install 'timmx[coreai]'" in state.install_hint, state.install_hint
+    assert "uv sync --extra coreai" in state.install_hint, state.install_hint

@@ -16,9 +16,11 @@ import pytest
 from conftest import assert_passed, leftovers
 
 import timmx
+import timmx.core.backend as backend_module
 from timmx._torch_env import import_timm
 from timmx.backends import mnn as mnn_backend
 from timmx.backends.mnn import CONVERTER_SCRIPT, converter_environment, read_metadata
+from timmx.core.registry import default_registry
 from timmx.errors import ExportError
 
 # Bytes of the .mnn file per weight: fp32 4, fp16 2, int8 1 (+ scales and graph).
@@ -271,3 +273,20 @@ def test_converter_failure_is_reported(tmp_path, monkeypatch):
     with pytest.raises(ExportError, match="MNN's converter"):
         timmx.export("mnn", "test_resnet", output=tmp_path / "bad.mnn")
     assert leftovers(tmp_path) == [], leftovers(tmp_path)
+
+
+def test_doctor_row_and_install_command(cli, monkeypatch):
+    result = cli("doctor", "--json")
+    assert result.exit_code == 0, result.stderr
+    row = {r["backend"]: r for r in json.loads(result.stdout)["backends"]}["mnn"]
+    assert row["available"], f"mnn should be available here: {row}"
+    assert row["versions"]["mnn"] and row["versions"]["onnx"], row
+    backend = default_registry().get("mnn")
+    real = backend_module.installed_version
+    monkeypatch.setattr(
+        backend_module, "installed_version", lambda d: None if d == "onnx" else real(d)
+    )
+    state = backend.check_dependencies()
+    assert not state.available and state.missing == ["onnx"], state
+    assert "pip install 'timmx[mnn]'" in state.install_hint, state.install_hint
+    assert "uv sync --extra mnn" in state.install_hint, state.install_hint

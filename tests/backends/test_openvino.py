@@ -14,9 +14,11 @@ from conftest import assert_passed, leftovers
 from PIL import Image
 
 import timmx
+import timmx.core.backend as backend_module
 from timmx._torch_env import import_timm
 from timmx.backends import openvino as openvino_backend
 from timmx.backends.openvino import compile_ir, openvino_runner, read_metadata
+from timmx.core.registry import default_registry
 from timmx.testing import live_weights
 
 TELEMETRY_VARIABLES = ("CI", "TF_BUILD", "JENKINS_URL", "NNCF_CI", "NNCF_DEV")
@@ -197,3 +199,20 @@ def test_exports_send_no_telemetry_and_touch_no_home_files(tmp_path):
     assert found["sent"] == 0, f"telemetry messages were queued: {found}"
     assert not found["intel"], "~/intel (consent / client id) was created"
     assert found["ci"] is None and found["nncf_ci"] is None, f"environment not restored: {found}"
+
+
+def test_doctor_row_and_install_command(cli, monkeypatch):
+    result = cli("doctor", "--json")
+    assert result.exit_code == 0, result.stderr
+    row = {r["backend"]: r for r in json.loads(result.stdout)["backends"]}["openvino"]
+    assert row["available"], f"openvino should be available here: {row}"
+    assert row["versions"]["openvino"] and row["versions"]["nncf"], row
+    backend = default_registry().get("openvino")
+    real = backend_module.installed_version
+    monkeypatch.setattr(
+        backend_module, "installed_version", lambda d: None if d == "nncf" else real(d)
+    )
+    state = backend.check_dependencies()
+    assert not state.available and state.missing == ["nncf"], state
+    assert "pip install 'timmx[openvino]'" in state.install_hint, state.install_hint
+    assert "uv sync --extra openvino" in state.install_hint, state.install_hint
