@@ -39,7 +39,8 @@ def test_modes_run_in_mnn_and_carry_metadata(export_json, tmp_path, model, mode)
     out = tmp_path / f"{model}.mnn"
     data = export_json("mnn", model, "-o", out, "--mode", mode)
     assert_passed(data, max_abs=1e-4 if mode == "fp32" else None)
-    assert data["verify"]["runtime"] == "MNN (precision high)", data["verify"]
+    assert data["verify"]["runtime"] == "MNN (precision high, Winograd level 0)", data["verify"]
+    assert "default Winograd memory level 3: max abs err" in data["details"]["default"], data
     assert data["verify"]["precision"] == mode, data["verify"]
     assert leftovers(tmp_path) == [out.name], f"converter files left: {leftovers(tmp_path)}"
     meta = read_metadata(out)
