@@ -55,6 +55,12 @@ app.add_typer(export_app, name="export")
 for _backend in default_registry().backends():
     export_app.command(name=_backend.name, help=_backend.help)(export_command(_backend))
 
+# `timmx benchmark` and `timmx matrix` (timmx.cli.bench).
+from timmx.cli.bench import benchmark, matrix_app  # noqa: E402
+
+app.command()(benchmark)
+app.add_typer(matrix_app, name="matrix")
+
 
 def _version_callback(value: bool) -> None:
     if value:
