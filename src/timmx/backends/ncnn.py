@@ -72,6 +72,130 @@ def pnnx_executable() -> Path:
     return folder / ("pnnx.exe" if os.name == "nt" else "pnnx")
 
 
+# --- attention in shapes pnnx can lower --------------------------------------------------------
+# ncnn tensors have at most 4 dimensions with a batch of 1. timm's attention splits its fused qkv
+# projection with a 5-D reshape, ``qkv.reshape(B, N, 3, heads, d).permute(2, 0, 3, 1, 4)``, and
+# ``unbind``s it, which pnnx cannot lower. The forwards below compute the same thing (timm's own
+# unfused path: scale, q @ k^T, softmax, @ v) from a 4-D reshape to (B, N, 3 * heads, d), a
+# permute and a ``chunk`` into q, k and v. They replace the modules' forwards on a copy of the
+# model that is only traced for pnnx; verification compares the result with the original.
+
+
+def _split_heads(qkv, batch: int, tokens: int, heads: int, head_dim: int, order=(0, 2, 1, 3)):
+    """(B, N, 3 * heads * d) -> q, k, v of shape (B, heads, N, d) (``order`` permutes)."""
+    return qkv.reshape(batch, tokens, 3 * heads, head_dim).permute(*order).chunk(3, dim=1)
+
+
+def _vit_attention(self, x, attn_mask=None, is_causal: bool = False):
+    """timm.layers.Attention (ViT, DeiT, PiT, MobileViT, ...), unfused, 4-D."""
+    if attn_mask is not None or is_causal:
+        return type(self).forward(self, x, attn_mask, is_causal)
+    batch, tokens, _ = x.shape
+    gate = self.gate(x).sigmoid() if getattr(self, "gate", None) is not None else None
+    q, k, v = _split_heads(self.qkv(x), batch, tokens, self.num_heads, self.head_dim)
+    q, k = self.q_norm(q), self.k_norm(k)
+    x = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1) @ v
+    x = self.norm(x.transpose(1, 2).reshape(batch, tokens, self.num_heads * self.head_dim))
+    if gate is not None:
+        x = x * gate
+    return self.proj(x)
+
+
+def _talking_head_attention(self, x):
+    """CaiT's TalkingHeadAttn, 4-D."""
+    batch, tokens, channels = x.shape
+    head_dim = channels // self.num_heads
+    q, k, v = _split_heads(self.qkv(x), batch, tokens, self.num_heads, head_dim)
+    attn = (q * self.scale) @ k.transpose(-2, -1)
+    attn = self.proj_l(attn.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).softmax(dim=-1)
+    attn = self.proj_w(attn.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    return self.proj((attn @ v).transpose(1, 2).reshape(batch, tokens, channels))
+
+
+def _l2_normalize(x, eps: float = 1e-12):
+    """``F.normalize(x, dim=-1)``: x / max(||x||, eps) over the last dimension."""
+    return x / (x * x).sum(dim=-1, keepdim=True).sqrt().clamp(min=eps)
+
+
+def _cross_covariance_attention(self, x):
+    """XCiT's XCA and EdgeNeXt's CrossCovarianceAttn (channel attention), 4-D; F.normalize
+    spelled out (pnnx's Normalize layer for it crashes ncnn on these shapes)."""
+    batch, tokens, channels = x.shape
+    head_dim = channels // self.num_heads
+    q, k, v = _split_heads(self.qkv(x), batch, tokens, self.num_heads, head_dim, (0, 2, 3, 1))
+    attn = (_l2_normalize(q) @ _l2_normalize(k).transpose(-2, -1)) * self.temperature
+    x = attn.softmax(dim=-1) @ v
+    return self.proj(x.permute(0, 3, 1, 2).reshape(batch, tokens, channels))
+
+
+def _attention_rewrites() -> dict[type, object]:
+    """timm's attention classes -> their 4-D forwards (classes this timm lacks are skipped)."""
+    import importlib
+
+    from timmx._torch_env import import_timm
+
+    import_timm()
+    wanted = {
+        ("timm.layers.attention", "Attention"): _vit_attention,
+        ("timm.models.cait", "TalkingHeadAttn"): _talking_head_attention,
+        ("timm.models.xcit", "XCA"): _cross_covariance_attention,
+        ("timm.models.edgenext", "CrossCovarianceAttn"): _cross_covariance_attention,
+    }
+    found = {}
+    for (module_name, class_name), forward in wanted.items():
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError):
+            continue
+        found[cls] = forward
+    return found
+
+
+@contextlib.contextmanager
+def explicit_chunks():
+    """While tracing: ``chunk`` into unequal pieces becomes slices with the same bounds. pnnx
+    lowers every chunk to an equal ncnn Slice (and ``split_with_sizes`` to wrong sizes), so 88
+    channels in 3 chunks (torch: 30, 30, 28) came out as 29, 29, 30 and ncnn read past the end
+    (EdgeNeXt crashed)."""
+    import torch
+
+    original_method, original_function = torch.Tensor.chunk, torch.chunk
+
+    def chunk(tensor, chunks, dim=0):
+        # Python ints: a traced size would put C's truncating division in pnnx's hands
+        size = int(tensor.shape[dim])
+        if chunks <= 0 or size % chunks == 0:
+            return original_method(tensor, chunks, dim)
+        step = -(-size // chunks)
+        lead = (slice(None),) * (dim % tensor.dim())
+        return tuple(tensor[(*lead, slice(a, min(a + step, size)))] for a in range(0, size, step))
+
+    torch.Tensor.chunk, torch.chunk = chunk, chunk
+    try:
+        yield
+    finally:
+        torch.Tensor.chunk, torch.chunk = original_method, original_function
+
+
+def ncnn_friendly(module):
+    """``module``, or a copy whose timm attention layers compute in 4-D ops; and how many
+    layers were rewritten. The original is never modified."""
+    import copy
+    import types
+
+    rewrites = _attention_rewrites()
+    if not any(type(m) in rewrites for m in module.modules()):
+        return module, 0
+    module = copy.deepcopy(module)
+    count = 0
+    for layer in module.modules():
+        forward = rewrites.get(type(layer))
+        if forward is not None:
+            layer.forward = types.MethodType(forward, layer)
+            count += 1
+    return module, count
+
+
 def export_ncnn(prepared, directory: Path, *, fp16: bool = True) -> dict[str, object]:
     """Convert ``prepared`` into ``directory`` (which must exist): the ncnn param/bin, pnnx's
     ``model_ncnn.py`` example and ``timmx.json``. Returns what the metadata file holds.
@@ -87,8 +211,10 @@ def export_ncnn(prepared, directory: Path, *, fp16: bool = True) -> dict[str, ob
     work = Path(tempfile.mkdtemp(prefix=".pnnx-", dir=directory.parent))
     try:
         example = prepared.sample_input()
-        with torch.inference_mode(False), torch.no_grad():
-            traced = torch.jit.trace(prepared.module, example, check_trace=False)
+        module, rewritten = ncnn_friendly(prepared.module)
+        with torch.inference_mode(False), torch.no_grad(), explicit_chunks():
+            traced = torch.jit.trace(module, example, check_trace=False)
+        del module
         traced.save(str(work / "model.pt"))
         del traced
         shape = ",".join(str(d) for d in example.shape)
@@ -141,6 +267,7 @@ def export_ncnn(prepared, directory: Path, *, fp16: bool = True) -> dict[str, ob
             "ncnn_input_shape": json.dumps(list(prepared.input_size)),
             "fp16_weights": str(fp16).lower(),
             "pnnx_version": installed_version("pnnx") or "unknown",
+            "attention_rewritten": str(rewritten),
         }
     )
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
@@ -224,8 +351,13 @@ class NcnnBackend(ExportBackend):
 
     def convert(self, job, artifact: Path) -> None:
         """Trace, run pnnx in a private folder, keep the ncnn files and timmx.json."""
-        export_ncnn(job.model, artifact, fp16=job.options.fp16)
+        metadata = export_ncnn(job.model, artifact, fp16=job.options.fp16)
         job.details["files"] = ", ".join([*NCNN_FILES, METADATA_FILE])
+        rewritten = int(str(metadata.get("attention_rewritten", 0)))
+        if rewritten:
+            job.notes.append(
+                f"{rewritten} attention layers traced in 4-D form for pnnx (same computation)"
+            )
         job.notes.append(f"metadata in {METADATA_FILE} (ncnn has no metadata field)")
 
     @contextlib.contextmanager
