@@ -177,9 +177,12 @@ def wait_any(
 
 def run_one(request: dict, on_message: Callable[[str], None], timeout: float | None = None):
     """Run one worker to the end; Ctrl-C or SIGTERM kill it before they propagate."""
+    from timmx.core.isolation import sigterm_as_interrupt
+
     worker = Worker(request, timeout=timeout)
     try:
-        return wait_any([worker], lambda _, message: on_message(message))[0][1]
+        with sigterm_as_interrupt():
+            return wait_any([worker], lambda _, message: on_message(message))[0][1]
     except BaseException:
         worker.abandon()
         raise

@@ -165,7 +165,9 @@ def run_matrix(
     on_message: Callable[[Pair, str], None] = lambda pair, message: None,
 ) -> list[dict[str, Any]]:
     """Run ``pairs`` with up to ``jobs`` worker processes at once, appending each record to
-    ``out`` as it finishes. Ctrl-C kills the running workers; finished records stay."""
+    ``out`` as it finishes. Ctrl-C or SIGTERM kill the running workers; finished records stay."""
+    from timmx.core.isolation import sigterm_as_interrupt
+
     if jobs < 1:
         raise ConfigurationError(f"--jobs must be >= 1, got {jobs}.")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -176,22 +178,28 @@ def run_matrix(
     if weights_dir is not None:
         base["weights_dir"] = str(weights_dir)
     try:
-        while queue or running:
-            while queue and len(running) < jobs:
-                pair = queue.pop(0)
-                on_start(pair)
-                request = {**base, "model": pair.model, "format": pair.format}
-                running.append(Worker(request, timeout=timeout, tag=pair))
-            for worker, answer in wait_any(running, lambda w, m: on_message(w.tag, m)):
-                running.remove(worker)
-                record = _record(worker.tag, answer, shard)
-                with out.open("a", encoding="utf-8") as stream:
-                    stream.write(json.dumps(record, default=str) + "\n")
-                    stream.flush()
-                    os.fsync(stream.fileno())
-                records.append(record)
-                on_record(record)
+        with sigterm_as_interrupt():
+            while queue or running:
+                while queue and len(running) < jobs:
+                    pair = queue.pop(0)
+                    on_start(pair)
+                    request = {**base, "model": pair.model, "format": pair.format}
+                    running.append(Worker(request, timeout=timeout, tag=pair))
+                for worker, answer in wait_any(running, lambda w, m: on_message(w.tag, m)):
+                    running.remove(worker)
+                    record = _record(worker.tag, answer, shard)
+                    _append(out, record)
+                    records.append(record)
+                    on_record(record)
     finally:
         for worker in running:
             worker.abandon()
     return records
+
+
+def _append(out: Path, record: dict[str, Any]) -> None:
+    """One JSON line, flushed to disk (a killed run loses no finished pair)."""
+    with out.open("a", encoding="utf-8") as stream:
+        stream.write(json.dumps(record, default=str) + "\n")
+        stream.flush()
+        os.fsync(stream.fileno())

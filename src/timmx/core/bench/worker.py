@@ -395,6 +395,12 @@ HANDLERS = {
 
 def main(argv: list[str]) -> int:
     """Run the request in ``argv[1]``; write the result to ``argv[2]`` (atomically)."""
+    from timmx.core.isolation import _die_with_parent
+
+    parent = os.getppid()
+    _die_with_parent()  # a killed timmx (even SIGKILL) takes its workers with it
+    if os.getppid() != parent:
+        return 1
     request = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
     try:
         result = HANDLERS[request["kind"]](request)
