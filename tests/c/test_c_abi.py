@@ -117,6 +117,7 @@ def _ctype_of(c_type: str):
     """The ctypes type the mirror should use for a C type of the header."""
     t = " ".join(c_type.replace("*", " * ").split())
     scalars = {
+        "void": None,
         "int": ctypes.c_int,
         "size_t": ctypes.c_size_t,
         "float": ctypes.c_float,

@@ -13,12 +13,14 @@ Pointers to float data are ``c_void_p`` (pass ``array.ctypes.data_as(c_void_p)``
 import ctypes as C
 
 VERSION_MAJOR = 0
-VERSION_MINOR = 3
+VERSION_MINOR = 4
 BLOCK = 16  # TXK_BLOCK: output channels per packed weight block
 ALIGN = 64  # TXK_ALIGN: alignment of packed weights and scratch (bytes)
 MAX_DIMS = 6  # TXK_MAX_DIMS (txk_permute)
 WEIGHTS_VERSION = 1  # TXK_WEIGHTS_VERSION
 WEIGHTS_HEADER_SIZE = 64  # TXK_WEIGHTS_HEADER_SIZE
+MAX_THREADS = 64  # TXK_MAX_THREADS
+THREADPOOL_BYTES = 2048  # TXK_THREADPOOL_BYTES (sizeof(txk_threadpool))
 
 # -- enums: {suffix: value}; the C enumerator is the prefix + the suffix ---------------------
 STATUS = {  # TXK_<name>
@@ -26,6 +28,7 @@ STATUS = {  # TXK_<name>
     "EINVAL": -1,
     "EUNSUPPORTED": -2,
     "EALIGN": -3,
+    "ETHREAD": -4,
     "EWEIGHTS_SIZE": -10,
     "EWEIGHTS_MAGIC": -11,
     "EWEIGHTS_VERSION": -12,
@@ -49,6 +52,7 @@ ACT = {  # TXK_ACT_<name>
 }
 RESIDUAL = {"NONE": 0, "BEFORE_ACT": 1, "AFTER_ACT": 2}  # TXK_RESIDUAL_<name>
 BINOP = {"ADD": 0, "SUB": 1, "MUL": 2, "DIV": 3, "MAX": 4, "MIN": 5}  # TXK_BIN_<name>
+CONV_ALGO = {"DIRECT": 0, "WINOGRAD": 1}  # TXK_CONV_<name>
 
 # C enum prefix of each table (the ABI test reads every enumerator through it)
 ENUMS = {
@@ -58,6 +62,7 @@ ENUMS = {
     "TXK_ACT_": ACT,
     "TXK_RESIDUAL_": RESIDUAL,
     "TXK_BIN_": BINOP,
+    "TXK_CONV_": CONV_ALGO,
 }
 FAMILY_COUNT = FAMILY["COUNT"]
 
@@ -92,7 +97,17 @@ class UkernelInfo(C.Structure):
 class Context(C.Structure):
     """txk_context"""
 
-    _fields_ = [("isa", c_enum), ("ukernel", C.POINTER(UkernelInfo) * FAMILY_COUNT)]
+    _fields_ = [
+        ("isa", c_enum),
+        ("ukernel", C.POINTER(UkernelInfo) * FAMILY_COUNT),
+        ("pool", C.c_void_p),  # txk_threadpool*
+    ]
+
+
+class ThreadPool(C.Structure):
+    """txk_threadpool (opaque storage: allocate it, pass a pointer, never copy it)"""
+
+    _fields_ = [("opaque_", C.c_longdouble * (THREADPOOL_BYTES // C.sizeof(C.c_longdouble)))]
 
 
 class Conv2dDesc(C.Structure):
@@ -123,7 +138,7 @@ class Conv2dDesc(C.Structure):
             "y_stride",
             "r_stride",
         )
-    ] + [("epilogue", Epilogue)]
+    ] + [("epilogue", Epilogue), ("algo", c_enum)]
 
 
 class LinearDesc(C.Structure):
@@ -212,6 +227,7 @@ STRUCTS: dict[str, type[C.Structure]] = {
     "txk_epilogue": Epilogue,
     "txk_ukernel_info": UkernelInfo,
     "txk_context": Context,
+    "txk_threadpool": ThreadPool,
     "txk_conv2d_desc": Conv2dDesc,
     "txk_linear_desc": LinearDesc,
     "txk_bmm_desc": BmmDesc,
@@ -238,6 +254,14 @@ FUNCTIONS: dict[str, tuple[object, list]] = {
     "txk_ukernel_get": (_p(UkernelInfo), [c_enum, _sz]),
     "txk_context_init": (_i, [_ctx, c_enum]),
     "txk_context_set_ukernel": (_i, [_ctx, c_enum, _sz]),
+    "txk_context_set_threadpool": (_i, [_ctx, _p(ThreadPool)]),
+    "txk_context_threads": (_i, [_ctx]),
+    # threads
+    "txk_threadpool_init": (_i, [_p(ThreadPool), _i]),
+    "txk_threadpool_destroy": (None, [_p(ThreadPool)]),
+    "txk_threadpool_threads": (_i, [_p(ThreadPool)]),
+    "txk_online_cpus": (_i, []),
+    "txk_threadpool_size": (_sz, []),
     # conv2d
     "txk_conv2d_check": (_i, [_p(Conv2dDesc)]),
     "txk_conv2d_packed_size": (_sz, [_p(Conv2dDesc)]),

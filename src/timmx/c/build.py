@@ -226,8 +226,16 @@ def scratch_sizer(cc: list[str] | None):
 
 
 def _estimate(kind: StepKind, d) -> int:
-    """An upper bound of the kernel library's scratch bytes, without the library."""
+    """An upper bound of the kernel library's scratch bytes, without the library (the same
+    formulas as conv.c / winograd.c, plus slack)."""
+
+    def r16(v: int) -> int:
+        return -(-v // 16) * 16
+
     if kind is StepKind.CONV:
+        if d["algo"].name == "WINOGRAD":
+            tiles = d["n"] * -(-d["out_h"] // 4) * -(-d["out_w"] // 4)
+            return (36 * tiles * (r16(d["in_c"]) + r16(d["out_c"])) + 64) * 4
         pads = (d["pad_top"], d["pad_left"], d["pad_bottom"], d["pad_right"])
         if d["in_c"] == d["out_c"] == d["groups"] or not any(pads):
             return 0
@@ -235,7 +243,7 @@ def _estimate(kind: StepKind, d) -> int:
         wp = d["in_w"] + d["pad_left"] + d["pad_right"]
         return hp * wp * d["in_c"] * 4 + 64
     if kind is StepKind.BMM:
-        n, k = d["n"], d["k"]
-        return (((n + 15) // 16) * 16 * (k + 1) + d["m"] * k + 64) * 4
-    s = d["seq"]
-    return (((s + 15) // 16) * 16 * (s + 2 * d["head_dim"] + 32)) * 4 * 2
+        n, k, slots = d["n"], d["k"], min(max(d["batch"], 1), 32)
+        return slots * (r16(n) * (k + 1) + r16(d["m"] * k) + 64) * 4
+    s, hd = d["seq"], d["head_dim"]
+    return d["heads"] * (r16(s * r16(s)) + r16(s) * (hd + 1) + r16(hd) * (s + 1) + 64) * 4

@@ -131,6 +131,7 @@ def conv2d(step: Step) -> Desc:
         y_stride=_dense_or(pixel_stride(y), oc),
         r_stride=_dense_or(pixel_stride(r), oc) if isinstance(r, Ref) else 0,
         epilogue=epilogue(a),
+        algo=Enumerator("TXK_CONV_", a.get("algo", "DIRECT")),
     )
 
 

@@ -20,6 +20,7 @@ from timmx.c.abi import (  # noqa: F401  (re-exported for the tests)
     Epilogue,
     LinearDesc,
     Pool2dDesc,
+    ThreadPool,
     UkernelInfo,
 )
 
@@ -60,7 +61,7 @@ def build_shared(out_dir: Path, cc: str = "gcc", extra: list[str] | None = None)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as ex:
         objs = list(ex.map(compile_one, sources()))
     lib = out_dir / "libtxk.so"
-    cmd = [cc, *flags, "-shared", *map(str, objs), "-o", str(lib), "-lm"]
+    cmd = [cc, *flags, "-shared", *map(str, objs), "-o", str(lib), "-lm", "-pthread"]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"link failed:\n{res.stderr}")
@@ -107,14 +108,34 @@ class Lib:
     def supported(self, isa: int) -> bool:
         return bool(self.lib.txk_isa_supported(isa))
 
-    def context(self, family: int | None = None, index: int | None = None, isa: int = ISA_AUTO):
+    def context(
+        self,
+        family: int | None = None,
+        index: int | None = None,
+        isa: int = ISA_AUTO,
+        threads: int = 1,
+    ):
         ctx = Context()
         rc = self.lib.txk_context_init(C.byref(ctx), isa)
         assert rc == 0, f"txk_context_init({isa}) -> {rc}"
         if family is not None:
             rc = self.lib.txk_context_set_ukernel(C.byref(ctx), family, index)
             assert rc == 0, f"txk_context_set_ukernel({family}, {index}) -> {rc}"
+        if threads != 1:
+            rc = self.lib.txk_context_set_threadpool(C.byref(ctx), C.byref(self.pool(threads)))
+            assert rc == 0, f"txk_context_set_threadpool -> {rc}"
         return ctx
+
+    def pool(self, threads: int) -> ThreadPool:
+        """A thread pool of `threads` threads, started once per library and kept (its
+        workers sleep between tests); never copied, so its address stays valid."""
+        pools = self.__dict__.setdefault("_pools", {})
+        if threads not in pools:
+            pool = ThreadPool()
+            rc = self.lib.txk_threadpool_init(C.byref(pool), threads)
+            assert rc == 0, f"txk_threadpool_init({threads}) -> {rc}"
+            pools[threads] = pool
+        return pools[threads]
 
 
 _CACHE: dict[str, Lib] = {}

@@ -2,10 +2,15 @@
  * alternative-compiler builds: every enumerated kernel this CPU supports is
  * run against the reference kernels on tile-edge shapes (exact-size heap
  * buffers so AddressSanitizer sees any overrun), and every other op is
- * exercised once. Exit status 0 iff all checks pass.
- *   cc -std=c99 -Iinclude src/ALL.c txk_selftest.c -lm   (ALL = every source) */
+ * exercised once. Threads: every parallel driver at 2, 3 and 7 threads must give the
+ * bytes it gives on one thread (and two threads sharing one pool must too). Exit status 0
+ * iff all checks pass. `txk_selftest threads` runs only the threads part (ThreadSanitizer).
+ *   cc -std=c99 -Iinclude src/ALL.c txk_selftest.c -lm -pthread   (ALL = every source) */
 #define _POSIX_C_SOURCE 200112L
 #include <math.h>
+#ifndef TXK_NO_THREADS
+#include <pthread.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -386,6 +391,223 @@ static void test_other_ops(void) {
   }
 }
 
+
+/* ---- threads ------------------------------------------------------------------------ */
+/* One run of every parallel driver on shapes that do not divide evenly (tasks of unequal
+ * size, partial tiles, tails); outputs go to out[0..n) in a fixed order. */
+#define TH_OUT (1u << 20)
+typedef struct th_data {
+  float *x, *x2, *w1, *w3, *wg, *wd, *wl, *b, *r, *pk1, *pk3, *pkg, *pkd, *pkl, *scratch;
+  txk_conv2d_desc c1, c3, cg, cd;
+  txk_linear_desc ld;
+  txk_attention_desc ad;
+  txk_bmm_desc bd, bd2;
+} th_data;
+
+static void th_conv(txk_conv2d_desc* d, int h, int w, int ic, int oc, int k, int s, int pad,
+                    int groups, int act, int res) {
+  memset(d, 0, sizeof *d);
+  d->n = 1;
+  d->in_h = h;
+  d->in_w = w;
+  d->in_c = ic;
+  d->out_c = oc;
+  d->kh = d->kw = k;
+  d->stride_h = d->stride_w = s;
+  d->pad_top = d->pad_left = d->pad_bottom = d->pad_right = pad;
+  d->dil_h = d->dil_w = 1;
+  d->groups = groups;
+  d->out_h = (h + 2 * pad - k) / s + 1;
+  d->out_w = (w + 2 * pad - k) / s + 1;
+  d->epilogue.act = (txk_act)act;
+  d->epilogue.act_min = -0.5f;
+  d->epilogue.act_max = 0.5f;
+  d->epilogue.residual = (txk_residual)res;
+}
+
+static void th_setup(th_data* t) {
+  memset(t, 0, sizeof *t);
+  t->x = falloc(65536);
+  t->x2 = falloc(65536);
+  t->b = falloc(512);
+  t->r = falloc(65536);
+  th_conv(&t->c1, 19, 23, 37, 45, 1, 1, 0, 1, TXK_ACT_RELU, TXK_RESIDUAL_BEFORE_ACT);
+  th_conv(&t->c3, 17, 13, 21, 35, 3, 1, 1, 1, TXK_ACT_SILU, TXK_RESIDUAL_NONE);
+  th_conv(&t->cg, 15, 11, 24, 36, 3, 2, 1, 3, TXK_ACT_CLAMP, TXK_RESIDUAL_AFTER_ACT);
+  th_conv(&t->cd, 21, 19, 57, 57, 3, 1, 1, 57, TXK_ACT_HARDSWISH, TXK_RESIDUAL_NONE);
+  t->w1 = falloc(45 * 37);
+  t->w3 = falloc(35 * 21 * 9);
+  t->wg = falloc(36 * 8 * 9);
+  t->wd = falloc(57 * 9);
+  t->pk1 = pack_conv(&t->c1, t->w1, t->b);
+  t->pk3 = pack_conv(&t->c3, t->w3, t->b);
+  t->pkg = pack_conv(&t->cg, t->wg, t->b);
+  t->pkd = pack_conv(&t->cd, t->wd, t->b);
+  {
+    txk_linear_desc ld = {53, 41, 131, 0, 0, 0, {TXK_ACT_GELU, 0, 0, TXK_RESIDUAL_NONE}};
+    txk_attention_desc ad = {37, 3, 19, 3 * 57, 0, 0.3f};
+    txk_bmm_desc bd = {5, 13, 11, 9, 9 * 13, 9, 1, 9 * 11, 11, 1, 13 * 11, 11, 0.5f};
+    txk_bmm_desc bd2 = {3, 7, 11, 9, 9, 1, 7, 11 * 9, 11, 1, 7 * 11, 11, 1.0f};
+    txk_conv2d_desc cl;
+    t->ld = ld;
+    t->ad = ad;
+    t->bd = bd;
+    t->bd2 = bd2;
+    th_conv(&cl, 1, 1, 41, 131, 1, 1, 0, 1, 0, 0);
+    t->wl = falloc(131 * 41);
+    t->pkl = pack_conv(&cl, t->wl, t->b);
+  }
+  t->scratch = falloc(1u << 18);
+}
+
+static void th_free(th_data* t) {
+  free(t->x), free(t->x2), free(t->b), free(t->r), free(t->w1), free(t->w3), free(t->wg);
+  free(t->wd), free(t->wl), free(t->pk1), free(t->pk3), free(t->pkg), free(t->pkd);
+  free(t->pkl), free(t->scratch);
+}
+
+static size_t th_run(const txk_context* ctx, const th_data* t, float* out) {
+  size_t o = 0;
+  txk_pool2d_desc pd;
+  txk_binary_desc bn;
+  expect(txk_conv2d(ctx, &t->c1, t->x, t->pk1, out + o, t->r, NULL) == TXK_OK, "th conv1x1");
+  o += 19 * 23 * 45;
+  expect(txk_conv2d(ctx, &t->c3, t->x, t->pk3, out + o, NULL, t->scratch) == TXK_OK, "th conv3");
+  o += 17 * 13 * 35;
+  expect(txk_conv2d(ctx, &t->cg, t->x, t->pkg, out + o, t->r, t->scratch) == TXK_OK, "th grp");
+  o += 8 * 6 * 36;
+  expect(txk_conv2d(ctx, &t->cd, t->x, t->pkd, out + o, NULL, NULL) == TXK_OK, "th dw");
+  o += 21 * 19 * 57;
+  expect(txk_linear(ctx, &t->ld, t->x, t->pkl, out + o, NULL) == TXK_OK, "th linear");
+  o += 53 * 131;
+  expect(txk_attention(ctx, &t->ad, t->x, t->x + 57, t->x + 114, out + o, t->scratch) == TXK_OK,
+         "th attention");
+  o += 37 * 57;
+  expect(txk_bmm(ctx, &t->bd, t->x, t->x2, out + o, t->scratch) == TXK_OK, "th bmm");
+  o += 5 * 13 * 11;
+  expect(txk_bmm(ctx, &t->bd2, t->x, t->x2, out + o, t->scratch) == TXK_OK, "th bmm a_sk");
+  o += 3 * 7 * 11;
+  expect(txk_layernorm(ctx, 301, 67, t->x, 0, out + o, 0, t->b, t->r, 1e-5f) == TXK_OK, "th ln");
+  o += 301 * 67;
+  expect(txk_softmax(ctx, 301, 67, t->x, 0, out + o, 0) == TXK_OK, "th softmax");
+  o += 301 * 67;
+  expect(txk_groupnorm(ctx, 2, 301, 36, 4, t->x, out + o, t->b, NULL, 1e-5f) == TXK_OK, "th gn");
+  o += 2 * 301 * 36;
+  expect(txk_global_avgpool(ctx, 2, 29, 1001, t->x, out + o) == TXK_OK, "th gap");
+  o += 2 * 1001;
+  memset(&pd, 0, sizeof pd);
+  pd.n = 2, pd.in_h = 29, pd.in_w = 31, pd.c = 33, pd.kh = pd.kw = 3, pd.stride_h = 2;
+  pd.stride_w = 2, pd.pad_h = pd.pad_w = 1, pd.out_h = 15, pd.out_w = 16;
+  expect(txk_maxpool2d(ctx, &pd, t->x, out + o) == TXK_OK, "th maxpool");
+  o += 2 * 15 * 16 * 33;
+  expect(txk_avgpool2d(ctx, &pd, t->x, out + o) == TXK_OK, "th avgpool");
+  o += 2 * 15 * 16 * 33;
+  pd.out_h = 7, pd.out_w = 5;
+  expect(txk_adaptive_avgpool2d(ctx, &pd, t->x, out + o) == TXK_OK, "th adaptive");
+  o += 2 * 7 * 5 * 33;
+  memset(&bn, 0, sizeof bn);
+  bn.op = TXK_BIN_ADD, bn.n = 3, bn.p = 301, bn.c = 67, bn.a_sn = 301 * 67, bn.a_sp = 67;
+  bn.a_sc = 1, bn.b_sn = 67, bn.b_sc = 1, bn.y_sn = 301 * 67, bn.y_sp = 67;
+  bn.epilogue.act = TXK_ACT_GELU;
+  expect(txk_binary(ctx, &bn, t->x, t->x2, out + o) == TXK_OK, "th binary rows");
+  o += 3 * 301 * 67;
+  memset(&bn, 0, sizeof bn); /* one long row, a broadcast: column pieces */
+  bn.op = TXK_BIN_SUB, bn.n = 1, bn.p = 1, bn.c = 60001, bn.a_sc = 0, bn.b_sc = 1;
+  bn.epilogue.act = TXK_ACT_RELU;
+  expect(txk_binary(ctx, &bn, t->x, t->x2, out + o) == TXK_OK, "th binary long row");
+  o += 60001;
+  bn.b_sc = 2, bn.c = 30001; /* strided: the portable loop */
+  bn.p = 2, bn.a_sp = 1, bn.b_sp = 1, bn.y_sp = 30001, bn.a_sc = 1;
+  expect(txk_binary(ctx, &bn, t->x, t->x2, out + o) == TXK_OK, "th binary strided");
+  o += 60002;
+  expect(txk_unary(ctx, TXK_ACT_SILU, 0, 0, 60001, t->x, out + o) == TXK_OK, "th unary");
+  o += 60001;
+  expect(txk_vexp(ctx, 50001, t->x, out + o) == TXK_OK, "th vexp");
+  o += 50001;
+  expect(txk_channel_scale(ctx, 2, 97, 300, t->x, t->x2, TXK_ACT_SIGMOID, out + o) == TXK_OK,
+         "th se gate");
+  o += 2 * 97 * 300;
+  expect(o <= TH_OUT, "threads test buffer size");
+  return o;
+}
+
+#ifndef TXK_NO_THREADS
+typedef struct th_arg {
+  const txk_context* ctx;
+  const th_data* t;
+  float* out;
+} th_arg;
+
+static void* th_thread(void* p) {
+  th_arg* a = (th_arg*)p;
+  th_run(a->ctx, a->t, a->out);
+  return NULL;
+}
+#endif
+
+static void test_threads(void) {
+  static const int counts[] = {2, 3, 7};
+  txk_context one, ctx;
+  txk_threadpool pool;
+  th_data t;
+  float *want = falloc(TH_OUT), *got = falloc(TH_OUT);
+  size_t n, i, k;
+  char what[96];
+  expect(txk_context_init(&one, TXK_ISA_AUTO) == TXK_OK, "threads: context");
+  expect(txk_context_threads(&one) == 1, "threads: no pool = 1 thread");
+  expect(txk_threadpool_init(NULL, 2) == TXK_EINVAL, "threads: NULL pool");
+  expect(txk_threadpool_init(&pool, -1) == TXK_EINVAL, "threads: negative count");
+  expect(txk_threadpool_init(&pool, 0) == TXK_OK && txk_threadpool_threads(&pool) >= 1,
+         "threads: 0 = online cores");
+  txk_threadpool_destroy(&pool);
+  txk_threadpool_destroy(&pool); /* twice: a no-op */
+  th_setup(&t);
+  memset(want, 0, TH_OUT * sizeof(float));
+  n = th_run(&one, &t, want);
+  for (k = 0; k < sizeof counts / sizeof counts[0]; k++) {
+    expect(txk_threadpool_init(&pool, counts[k]) == TXK_OK, "threads: pool init");
+#ifdef TXK_NO_THREADS
+    expect(txk_threadpool_threads(&pool) == 1, "threads: TXK_NO_THREADS runs one thread");
+#else
+    expect(txk_threadpool_threads(&pool) == counts[k], "threads: pool size");
+#endif
+    ctx = one;
+    txk_context_set_threadpool(&ctx, &pool);
+    for (i = 0; i < 2; i++) { /* twice: workers asleep, then awake */
+      memset(got, 0, TH_OUT * sizeof(float));
+      th_run(&ctx, &t, got);
+      snprintf(what, sizeof what, "threads: %d threads, run %zu: not bitwise equal", counts[k],
+               i);
+      expect(memcmp(got, want, n * sizeof(float)) == 0, what);
+    }
+#ifndef TXK_NO_THREADS
+    if (counts[k] == 2) { /* two callers share the pool: one runs alone, same bytes */
+      float* got2 = falloc(TH_OUT);
+      th_data t2;
+      th_arg a;
+      pthread_t th;
+      th_setup(&t2); /* its own scratch; same inputs (the generator is reseeded) */
+      memcpy(t2.x, t.x, 65536 * sizeof(float));
+      memcpy(t2.x2, t.x2, 65536 * sizeof(float));
+      memcpy(t2.r, t.r, 65536 * sizeof(float));
+      memset(got, 0, TH_OUT * sizeof(float));
+      memset(got2, 0, TH_OUT * sizeof(float));
+      a.ctx = &ctx, a.t = &t2, a.out = got2;
+      expect(pthread_create(&th, NULL, th_thread, &a) == 0, "threads: second caller");
+      th_run(&ctx, &t, got);
+      pthread_join(th, NULL);
+      expect(memcmp(got, want, n * sizeof(float)) == 0, "threads: shared pool, caller 1");
+      th_free(&t2);
+      free(got2);
+    }
+#endif
+    txk_threadpool_destroy(&pool);
+  }
+  th_free(&t);
+  free(want);
+  free(got);
+}
+
 /* txk_weights_check: a valid 64 + 40 byte blob in an exact-size heap buffer (ASan sees any
  * read past it), then every rejection, including header fields that would make a naive
  * `header + payload` wrap. */
@@ -492,14 +714,24 @@ static void test_weights_check(void) {
   expect(strstr(txk_status_string(TXK_EWEIGHTS_SIZE), "weights") != NULL, "weights: status");
 }
 
-int main(void) {
+int main(int argc, char** argv) {
   txk_context ctx;
   int f;
+  if (argc > 1 && strcmp(argv[1], "threads") == 0) {
+    test_threads();
+    if (failures) {
+      fprintf(stderr, "%d failure(s)\n", failures);
+      return 1;
+    }
+    printf("txk_selftest threads: all checks passed\n");
+    return 0;
+  }
   expect(txk_context_init(&ctx, TXK_ISA_AUTO) == TXK_OK, "context init");
   printf("selected isa: %s\n", txk_isa_name(ctx.isa));
   for (f = 0; f < TXK_FAMILY_COUNT; f++) test_family((txk_family)f);
   test_other_ops();
   test_weights_check();
+  test_threads();
   if (failures) {
     fprintf(stderr, "%d failure(s)\n", failures);
     return 1;

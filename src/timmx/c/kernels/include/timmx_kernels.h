@@ -6,6 +6,12 @@
  *     grows by one pointer; no existing signature or semantics changed).
  *   - 0.3: txk_weights_check (the weights-blob validation every generated model
  *     used to carry a copy of) and its status codes TXK_EWEIGHTS_*; additions only.
+ *   - 0.4: threads. txk_threadpool (caller-owned, threads created by
+ *     txk_threadpool_init, joined by txk_threadpool_destroy), TXK_ETHREAD, and
+ *     txk_context gains a `pool` pointer (set by txk_context_set_threadpool; NULL
+ *     after txk_context_init = one thread, as before). txk_conv2d_desc gains
+ *     `algo` (0 = direct, the old behaviour) after `epilogue`. The scratch of
+ *     txk_bmm and txk_attention is larger (query the size functions as before).
  *
  * Conventions (hold for every function below):
  *   - float32, NHWC activations ("pixel-major": element (n, h, w, c) lives at
@@ -33,7 +39,7 @@ extern "C" {
 #endif
 
 #define TXK_VERSION_MAJOR 0
-#define TXK_VERSION_MINOR 3
+#define TXK_VERSION_MINOR 4
 
 /* Packed weight layouts use blocks of TXK_BLOCK output channels (zero padded),
  * and every packed / scratch buffer must be aligned to TXK_ALIGN bytes. */
@@ -48,6 +54,7 @@ typedef enum txk_status {
   TXK_EINVAL = -1,       /* inconsistent descriptor / shapes / NULL pointer */
   TXK_EUNSUPPORTED = -2, /* valid request the library does not implement    */
   TXK_EALIGN = -3,       /* a packed or scratch buffer is not TXK_ALIGN-aligned */
+  TXK_ETHREAD = -4,      /* txk_threadpool_init could not create its threads */
   /* txk_weights_check (the generated models return the same values as <P>_EWEIGHTS_*) */
   TXK_EWEIGHTS_SIZE = -10,     /* blob shorter or longer than header + payload      */
   TXK_EWEIGHTS_MAGIC = -11,    /* not a timmx weights blob                          */
@@ -101,12 +108,54 @@ typedef struct txk_ukernel_info {
 size_t txk_ukernel_count(txk_family family);
 const txk_ukernel_info* txk_ukernel_get(txk_family family, size_t index); /* NULL if out of range */
 
-/* The dispatch struct: which micro-kernel each family uses. Fill it with
- * txk_context_init() once (e.g. a static in the generated model, initialised
- * at model init) and pass it to every call. Plain data: copy freely. */
+/* ------------------------------------------------------------------------ */
+/* Threads                                                                   */
+/* ------------------------------------------------------------------------ */
+/* A pool of worker threads in caller-owned memory (opaque; C99 + POSIX threads).
+ * txk_threadpool_init starts threads - 1 workers (the thread that calls a kernel
+ * is the other one; threads = 0: one per online core, at most TXK_MAX_THREADS);
+ * txk_threadpool_destroy stops and joins them. Between the two, kernels called
+ * with a context that points at the pool (txk_context_set_threadpool) split
+ * their work over the pool: no allocation, no thread creation, results bitwise
+ * identical for every thread count. The pool runs one kernel call at a time: a
+ * call made while it is busy (another thread, or a nested call) runs on its
+ * caller's thread alone. The pool must not be moved or copied while it is
+ * initialised (the workers hold its address). With -DTXK_NO_THREADS (library
+ * and caller alike, e.g. bare metal) there are no threads: init succeeds with
+ * one thread whatever is asked. */
+#define TXK_MAX_THREADS 64
+#define TXK_THREADPOOL_BYTES 2048
+typedef union txk_threadpool_align_ {
+  void* p;
+  double d;
+  long long ll;
+  long double ld;
+} txk_threadpool_align_;
+typedef struct txk_threadpool {
+  txk_threadpool_align_ opaque_[TXK_THREADPOOL_BYTES / sizeof(txk_threadpool_align_)];
+} txk_threadpool;
+
+/* TXK_OK, TXK_EINVAL (NULL pool, threads < 0) or TXK_ETHREAD (nothing is left
+ * running then). */
+int txk_threadpool_init(txk_threadpool* pool, int threads);
+/* Stops and joins the workers; the pool is then uninitialised (destroying it
+ * again, or a zeroed pool, is a no-op). No kernel may be running on it. */
+void txk_threadpool_destroy(txk_threadpool* pool);
+/* Threads of an initialised pool, the caller included (1 for NULL). */
+int txk_threadpool_threads(const txk_threadpool* pool);
+/* Online CPU cores (sysconf), capped at TXK_MAX_THREADS; 1 if unknown. */
+int txk_online_cpus(void);
+/* sizeof(txk_threadpool), for foreign-function callers. */
+size_t txk_threadpool_size(void);
+
+/* The dispatch struct: which micro-kernel each family uses, and the thread
+ * pool kernels may use. Fill it with txk_context_init() once (e.g. in the
+ * generated model, at model init) and pass it to every call. Plain data, read
+ * only by the kernels: share it freely (calls on a shared pool take turns). */
 typedef struct txk_context {
   txk_isa isa; /* the ISA selected (never TXK_ISA_AUTO after init) */
   const txk_ukernel_info* ukernel[TXK_FAMILY_COUNT];
+  txk_threadpool* pool; /* NULL: one thread (what txk_context_init sets) */
 } txk_context;
 
 /* Select, for every family, the fastest kernel whose ISA is supported and not
@@ -116,6 +165,10 @@ int txk_context_init(txk_context* ctx, txk_isa max_isa);
 /* Force one family to enumerator entry `index` (tests, benchmarks). Returns
  * TXK_EUNSUPPORTED if that kernel's ISA is not supported here. */
 int txk_context_set_ukernel(txk_context* ctx, txk_family family, size_t index);
+/* Let the kernels use `pool` (NULL: one thread). */
+int txk_context_set_threadpool(txk_context* ctx, txk_threadpool* pool);
+/* Threads the context's kernels use (1 without a pool). */
+int txk_context_threads(const txk_context* ctx);
 
 /* ------------------------------------------------------------------------ */
 /* Fused epilogue (conv2d, linear)                                           */
@@ -164,6 +217,17 @@ typedef struct txk_epilogue {
  *   depthwise  iff groups == in_c == out_c        -> "dwconv" layout
  *   otherwise  (dense, grouped, 1x1, patchify)    -> "gemm" layout
  */
+/* Algorithm (decides the packed layout too):
+ *   TXK_CONV_DIRECT    the direct / implicit-GEMM kernels above.
+ *   TXK_CONV_WINOGRAD  Winograd F(4x4, 3x3): kh = kw = 3, stride 1, dilation 1,
+ *                      groups 1 (not depthwise); "winograd" layout (README.md):
+ *                      4x fewer multiply-adds, float error a few times the
+ *                      direct conv's (measured in README.md). */
+typedef enum txk_conv_algo {
+  TXK_CONV_DIRECT = 0,
+  TXK_CONV_WINOGRAD = 1
+} txk_conv_algo;
+
 typedef struct txk_conv2d_desc {
   int n, in_h, in_w, in_c;
   int out_h, out_w, out_c;
@@ -176,6 +240,7 @@ typedef struct txk_conv2d_desc {
   int y_stride;     /* output pixel stride in floats (0 = out_c) */
   int r_stride;     /* residual pixel stride in floats (0 = out_c) */
   txk_epilogue epilogue;
+  int algo;         /* txk_conv_algo (0 = direct) */
 } txk_conv2d_desc;
 
 /* Validate a descriptor (TXK_OK or TXK_EINVAL). */

@@ -8,6 +8,7 @@ const char* txk_status_string(int status) {
     case TXK_EINVAL: return "invalid argument";
     case TXK_EUNSUPPORTED: return "unsupported";
     case TXK_EALIGN: return "misaligned packed or scratch buffer";
+    case TXK_ETHREAD: return "cannot create threads";
     case TXK_EWEIGHTS_SIZE: return "weights: wrong size (truncated file or trailing bytes)";
     case TXK_EWEIGHTS_MAGIC: return "weights: not a timmx weights file";
     case TXK_EWEIGHTS_VERSION: return "weights: unsupported format version";
@@ -104,6 +105,7 @@ int txk_context_init(txk_context* ctx, txk_isa max_isa) {
   if (ctx == NULL) return TXK_EINVAL;
   if (max_isa != TXK_ISA_AUTO && !txk_isa_supported(max_isa)) return TXK_EUNSUPPORTED;
   ctx->isa = TXK_ISA_SCALAR;
+  ctx->pool = NULL;
   for (f = 0; f < TXK_FAMILY_COUNT; f++) {
     size_t i;
     const txk_ukernel_info* best = NULL;

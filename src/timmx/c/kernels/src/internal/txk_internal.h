@@ -102,6 +102,36 @@ TXK_UKERNEL_FAMILIES(TXK_CTX_ACCESSOR_)
 #undef TXK_CTX_ACCESSOR_
 int txk_ctx_ok(const txk_context* ctx);
 
+/* ---- parallel loops (threadpool.c) ---------------------------------------
+ * txk_parallel runs fn(arg, t) for every t in [0, ntasks) and returns when all
+ * are done: on ctx's pool, or on the calling thread (no pool, one thread, one
+ * task, or the pool is busy). Tasks must write disjoint memory and compute
+ * every output the same way whoever runs them (so results never depend on the
+ * thread count). */
+typedef void txk_task_fn(void* arg, size_t task);
+void txk_parallel(const txk_context* ctx, txk_task_fn* fn, void* arg, size_t ntasks);
+/* How many tasks a call of `work` units (multiply-adds, floats) should be split into on
+ * ctx's threads: about TXK_TASKS_PER_THREAD per thread (dynamic claiming evens out
+ * threads that get less of the CPU), none smaller than `min_work`; 1 with one thread. */
+#define TXK_TASKS_PER_THREAD 4
+#define TXK_MIN_TASK_MACS 65536.0  /* ~1 us of GEMM */
+#define TXK_MIN_TASK_FLOATS 16384.0 /* elementwise floats per task */
+size_t txk_want_tasks(const txk_context* ctx, double work, double min_work);
+/* fn(arg, begin, end) over [0, n) split into ranges that start at multiples of `unit`
+ * (txk_want_tasks of n * work_per_item); one call fn(arg, 0, n) with one thread. */
+typedef void txk_range_fn(const void* arg, size_t begin, size_t end);
+void txk_parallel_range(const txk_context* ctx, txk_range_fn* fn, const void* arg, size_t n,
+                        size_t unit, double work_per_item, double min_work);
+/* Winograd F(4x4, 3x3) conv (winograd.c): packed floats, scratch floats, the call
+ * (descriptor checked and buffers aligned by txk_conv2d). */
+size_t txk_winograd_packed_floats(const txk_conv2d_desc* d);
+size_t txk_winograd_scratch_floats(const txk_conv2d_desc* d);
+int txk_conv2d_winograd(const txk_context* ctx, const txk_conv2d_desc* d, const float* x,
+                        const float* w, float* y, const float* r, void* scratch);
+/* Softmax of `rows` rows on the calling thread (txk_softmax splits rows over the pool). */
+void txk_softmax_rows(const txk_context* ctx, size_t rows, size_t c, const float* x,
+                      size_t x_stride, float* y, size_t y_stride);
+
 #define TXK_MAX_MR 16
 #define TXK_IS_ALIGNED(p) ((((uintptr_t)(const void*)(p)) & (TXK_ALIGN - 1)) == 0)
 
