@@ -120,14 +120,17 @@ class CBackend(ExportBackend):
 
     @contextlib.contextmanager
     def runtime(self, job, artifact: Path, *, threads: int | None = None):
-        """The generated program built with the system C compiler (one thread for now)."""
+        """The generated program built with the system C compiler, run on ``threads`` threads
+        (the model's init starts them; None: one per online core)."""
         from timmx.c.build import require_compiler
         from timmx.c.export import c_runner
 
+        if threads is not None and threads < 0:
+            raise ConfigurationError(f"threads must be >= 0 (0: all cores), not {threads}")
         cc = require_compiler()
         with tempfile.TemporaryDirectory(prefix="timmx-c-build-") as tmp:
             prefix, nhwc = self.prefix(job), job.options.nhwc_input
-            yield c_runner(artifact, prefix, Path(tmp), nhwc_input=nhwc, cc=cc)
+            yield c_runner(artifact, prefix, Path(tmp), nhwc_input=nhwc, cc=cc, threads=threads)
 
     def verify(self, job, artifact: Path) -> VerifyReport:
         """Compile with the system C compiler, run on the sample input, compare with PyTorch."""

@@ -122,6 +122,12 @@ def kernel_objects(cc: list[str], flags: tuple[str, ...] = DEFAULT_FLAGS) -> lis
     return [out / (s.stem + ".o") for s in sources]
 
 
+def thread_libs(flags: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """Link flags of the kernel library's thread pool (POSIX threads; none when the flags
+    build it without threads, ``-DTXK_NO_THREADS``)."""
+    return [] if "-DTXK_NO_THREADS" in flags else ["-lpthread"]
+
+
 def _ensure(p: Path) -> Path:
     p.mkdir(parents=True, exist_ok=True)
     return p
@@ -157,7 +163,8 @@ def build_demo(
     with ThreadPoolExecutor(max_workers=2) as pool:
         model_objs = list(pool.map(compile_one, sources))
     exe = build_dir / f"{prefix}_demo"
-    _run([*cc, *flags, "-o", str(exe), *map(str, model_objs), *map(str, objs), "-lm"], "linking")
+    libs = ["-lm", *thread_libs(flags)]
+    _run([*cc, *flags, "-o", str(exe), *map(str, model_objs), *map(str, objs), *libs], "linking")
     return exe
 
 
@@ -198,6 +205,7 @@ def kernel_library(cc: list[str]) -> ctypes.CDLL:
                 "-o",
                 str(tmp),
                 "-lm",
+                *thread_libs(),
             ],
             "building the kernel library",
         )

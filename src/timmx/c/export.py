@@ -64,9 +64,17 @@ def export_c(
 
 
 def c_runner(
-    out_dir: Path, prefix: str, build_dir: Path, *, nhwc_input: bool = False, cc=None, flags=None
+    out_dir: Path,
+    prefix: str,
+    build_dir: Path,
+    *,
+    nhwc_input: bool = False,
+    cc=None,
+    flags=None,
+    threads: int | None = None,
 ):
-    """Compile the artifact once; returns a function numpy NCHW batch -> numpy output."""
+    """Compile the artifact once; returns a function numpy NCHW batch -> numpy output, run by
+    the demo on ``threads`` threads (None: the demo's default, one per online core)."""
     import numpy as np
 
     cc = cc or require_compiler()
@@ -83,6 +91,8 @@ def c_runner(
         args = [str(inp), str(outp)]
         if weights.exists():
             args.insert(0, str(weights))
+        if threads is not None:
+            args[:0] = ["--threads", str(int(threads))]
         proc = run_demo(exe, args)
         if proc.returncode != 0:
             raise ExportError(

@@ -187,6 +187,8 @@ def generate(
         "BODY": source.body,
         "SCRATCH_CHECKS": source.scratch_checks,
         "PROFILE_NAMES": source.profile_names,
+        "PROFILE_KINDS": source.profile_kinds,
+        "PROFILE_FLOPS": source.profile_flops,
         "WEIGHTS_FILE": f"{prefix}_weights.bin",
         "KERNEL_SOURCES": " ".join(f"kernels/src/{p.name}" for p in kernel_sources()),
     }

@@ -4,7 +4,7 @@ the file-scope step data, the body of ``run()``, the scratch check and the label
 import json
 from dataclasses import dataclass
 
-from timmx.c.descriptors import SCRATCH_SIZE_FUNCTIONS
+from timmx.c.descriptors import SCRATCH_SIZE_FUNCTIONS, descriptor
 from timmx.c.emit.steps import emit_step, wrap
 from timmx.c.emit.symbols import Symbols
 from timmx.c.lower.ir import Step, StepKind
@@ -55,6 +55,36 @@ def step_where(step: Step) -> str:
     return where
 
 
+def step_profile_kind(step: Step) -> str:
+    """The kind a profile groups a step under: its kind, convolutions split by shape
+    (``conv_dw``, ``conv_1x1``, ``conv_kxk``, ``conv_winograd``)."""
+    if step.kind is not StepKind.CONV:
+        return str(step.kind)
+    d = descriptor(step)
+    if d["groups"] == d["in_c"] == d["out_c"] and d["groups"] > 1:
+        return "conv_dw"
+    algo = d["algo"]
+    if getattr(algo, "name", "DIRECT") == "WINOGRAD":
+        return "conv_winograd"
+    return "conv_1x1" if d["kh"] == d["kw"] == 1 else "conv_kxk"
+
+
+def step_flops(step: Step) -> int:
+    """Floating-point operations of a step's arithmetic (a multiply-add is 2), counted for the
+    matrix kinds (conv, linear, bmm, attention); 0 for the others."""
+    if step.kind not in (StepKind.CONV, StepKind.LINEAR, StepKind.BMM, StepKind.ATTENTION):
+        return 0
+    d = descriptor(step)
+    if step.kind is StepKind.CONV:
+        per_out = d["in_c"] // d["groups"] * d["kh"] * d["kw"]
+        return 2 * d["n"] * d["out_h"] * d["out_w"] * d["out_c"] * per_out
+    if step.kind is StepKind.LINEAR:
+        return 2 * d["m"] * d["k"] * d["n"]
+    if step.kind is StepKind.BMM:
+        return 2 * d["batch"] * d["m"] * d["n"] * d["k"]
+    return 4 * d["heads"] * d["seq"] * d["seq"] * d["head_dim"]
+
+
 @dataclass
 class ModelSource:
     """The generated pieces of ``<prefix>.c`` (template values)."""
@@ -67,6 +97,8 @@ class ModelSource:
     body: str
     scratch_checks: str
     profile_names: str
+    profile_kinds: str
+    profile_flops: str
 
 
 def model_source(steps: list[Step], sym: Symbols, P: str) -> ModelSource:
@@ -116,6 +148,8 @@ def model_source(steps: list[Step], sym: Symbols, P: str) -> ModelSource:
         body="\n".join(body),
         scratch_checks="\n".join(checks) or "  /* no step needs scratch */",
         profile_names="\n".join(f"    {c_string(n)}," for n in names) or "    0",
+        profile_kinds="\n".join(f"    {c_string(step_profile_kind(s))}," for s in steps) or "    0",
+        profile_flops="\n".join(f"    {step_flops(s)}.0," for s in steps) or "    0",
     )
 
 
