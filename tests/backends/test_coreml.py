@@ -305,3 +305,14 @@ def test_classifier_labels_are_unique(tmp_path: Path) -> None:
     values = ops[0].inputs["classes"].arguments[0].value.immediateValue.list.values
     labels = [v.immediateValue.tensor.strings.values[0] for v in values]
     assert len(set(labels)) == len(labels) == 1000, "class labels must be 1000 unique strings"
+
+
+def test_auto_source_falls_back_to_torch_export(export_json, tmp_path: Path) -> None:
+    # coremltools cannot convert skresnet18's trace (its selective-kernel split leaves 1-element
+    # arrays NumPy 2 will not turn into ints); the default --source auto retries torch.export.
+    out = tmp_path / "sk.mlpackage"
+    data = export_json("coreml", "skresnet18", "-o", out, "--input-size", "3", "64", "64")
+    assert_structure_checked(data)
+    assert data["details"]["source"] == "torch-export", f"capture: {data['details']}"
+    assert any("first tried --source trace" in n for n in data["notes"]), data["notes"]
+    assert leftovers(tmp_path) == [out.name], f"stray files: {leftovers(tmp_path)}"

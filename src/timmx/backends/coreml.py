@@ -40,8 +40,10 @@ QUANTIZED_WEIGHT_OPS = {
 
 
 class Source(StrEnum):
-    """How the PyTorch model is captured before conversion."""
+    """How the PyTorch model is captured before conversion (``auto``: trace, and torch.export
+    when tracing or converting the trace fails)."""
 
+    auto = "auto"
     trace = "trace"
     torch_export = "torch-export"
 
@@ -53,6 +55,7 @@ class ConvertTo(StrEnum):
     neuralnetwork = "neuralnetwork"
 
 
+NOTE_CHARS = 160  # of the failed capture's reason, in the note
 SUFFIXES = {ConvertTo.mlprogram: ".mlpackage", ConvertTo.neuralnetwork: ".mlmodel"}
 
 
@@ -61,7 +64,9 @@ class CoreMLOptions:
     """``timmx export coreml`` flags."""
 
     source: Source = option(
-        Source.trace, "Capture with torch.jit.trace or torch.export before converting."
+        Source.auto,
+        "Capture with torch.jit.trace or torch.export before converting (auto: trace, then "
+        "torch.export if tracing or its conversion fails).",
     )
     convert_to: ConvertTo = option(
         ConvertTo.mlprogram, "mlprogram (.mlpackage) or the older neuralnetwork (.mlmodel)."
@@ -194,16 +199,17 @@ def export_coreml(
     prepared,
     path: Path,
     *,
-    source: Source = Source.trace,
+    source: Source = Source.auto,
     convert_to: ConvertTo = ConvertTo.mlprogram,
     compute_precision: ComputePrecision | None = None,
     bits: int = 32,
     dynamic_batch: bool = False,
     batch_upper_bound: int = DEFAULT_BATCH_UPPER_BOUND,
     classifier: bool = True,
-) -> bool:
+) -> tuple[bool, Source, list[str]]:
     """Convert ``prepared`` to Core ML at ``path`` (.mlpackage or .mlmodel); returns whether
-    the model was made a Core ML classifier (labels known, one image per prediction).
+    the model was made a Core ML classifier (labels known, one image per prediction), the
+    capture that converted, and why the captures tried before it failed.
 
     ``bits`` is 32 (none), 16 (--half), 8 (--int8) or 4 (--int4) weight quantization.
     """
@@ -211,13 +217,7 @@ def export_coreml(
     classifier = bool(
         classifier and prepared.labels and prepared.batch_size == 1 and not dynamic_batch
     )
-    captured = _capture(prepared, source, dynamic_batch, batch_upper_bound)
-    kwargs: dict[str, object] = {
-        "convert_to": str(convert_to),
-        "inputs": [_input_type(ct, prepared, dynamic_batch, batch_upper_bound)],
-    }
-    if source == Source.torch_export and dynamic_batch:
-        kwargs["inputs"] = [ct.TensorType(name=INPUT_NAME)]  # the range comes from the program
+    kwargs: dict[str, object] = {"convert_to": str(convert_to)}
     if classifier:
         kwargs["classifier_config"] = ct.ClassifierConfig(unique_labels(prepared.labels))
     else:
@@ -229,16 +229,27 @@ def export_coreml(
         kwargs["compute_precision"] = (
             ct.precision.FLOAT32 if precision == ComputePrecision.float32 else ct.precision.FLOAT16
         )
+    failures: list[str] = []
+    order = capture_order(source, dynamic_batch, prepared.batch_size)
     with quiet(native=False):
-        try:
-            model = ct.convert(captured, **kwargs)
-        except Exception as exc:
-            other = Source.trace if source == Source.torch_export else Source.torch_export
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        for used in order:
+            try:
+                model = _convert(ct, prepared, used, dynamic_batch, batch_upper_bound, kwargs)
+                break
+            except Exception as exc:
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                failures.append(f"--source {used}: {type(exc).__name__}: {message}")
+        else:
+            if len(order) > 1:
+                raise ExportError(
+                    f"coremltools could not convert {prepared.name} with either capture "
+                    f"({'; '.join(failures)}). Export to another format (e.g. onnx) instead."
+                )
+            other = Source.trace if order[0] == Source.torch_export else Source.torch_export
             raise ExportError(
-                f"coremltools could not convert {prepared.name} captured with --source {source}: "
-                f"{type(exc).__name__}: {message}. Try --source {other}."
-            ) from exc
+                f"coremltools could not convert {prepared.name} captured with "
+                f"{failures[0]}. Try --source {other}."
+            )
         if classifier:
             spec = model.get_spec()
             probs = spec.description.predictedProbabilitiesName
@@ -247,7 +258,26 @@ def export_coreml(
             model = _quantize(ct, model, bits, convert_to)
     _describe(model, prepared, classifier)
     model.save(str(path))
-    return classifier
+    return classifier, used, failures
+
+
+def capture_order(source: Source, dynamic_batch: bool, batch_size: int) -> list[Source]:
+    """The captures to try in turn: ``auto`` is trace, then torch.export (unless a dynamic
+    batch of 1, which torch.export would specialize)."""
+    if source != Source.auto:
+        return [source]
+    if dynamic_batch and batch_size < 2:
+        return [Source.trace]
+    return [Source.trace, Source.torch_export]
+
+
+def _convert(ct, prepared, source: Source, dynamic_batch: bool, batch_upper_bound: int, kwargs):
+    """Capture ``prepared`` with ``source`` and convert it with ``ct.convert``."""
+    captured = _capture(prepared, source, dynamic_batch, batch_upper_bound)
+    inputs = [_input_type(ct, prepared, dynamic_batch, batch_upper_bound)]
+    if source == Source.torch_export and dynamic_batch:
+        inputs = [ct.TensorType(name=INPUT_NAME)]  # the range comes from the program
+    return ct.convert(captured, inputs=inputs, **kwargs)
 
 
 def _feature(feature) -> str:
@@ -529,7 +559,7 @@ class CoreMLBackend(ExportBackend):
         opts = job.options
         if artifact.is_dir():
             artifact.rmdir()  # staging made the folder; coremltools writes the package itself
-        classifier = export_coreml(
+        classifier, used, failures = export_coreml(
             job.model,
             artifact,
             source=opts.source,
@@ -541,6 +571,11 @@ class CoreMLBackend(ExportBackend):
             classifier=opts.classifier,
         )
         job.details["classifier"] = classifier
+        job.details["source"] = str(used)
+        if failures:
+            job.notes.append(
+                f"converted with --source {used} (first tried {failures[0][:NOTE_CHARS]})"
+            )
         if opts.classifier and job.model.labels and not classifier:
             job.notes.append(
                 "class labels not embedded: a Core ML classifier labels one image at a time "
