@@ -257,7 +257,10 @@ MARKS = {
 
 
 LOAD_NOTES = {
-    "c": "load ms includes compiling the generated C with the system compiler; single-threaded",
+    "c": (
+        "load ms includes compiling the generated C with the system compiler; each run is one "
+        "demo process (its init starts the threads)"
+    ),
 }
 LEGEND = (
     "latency per thread count: median / p90 ms over the timed runs (the thread count the "

@@ -31,12 +31,12 @@ THREAD_CONTROL = {
     "openvino": "OpenVINO INFERENCE_NUM_THREADS",
     "mnn": "MNN numThread",
     "executorch": "ExecuTorch threadpool (_unsafe_reset_threadpool)",
-    "c": "single-threaded",
+    "c": "the model's init (demo --threads)",
     "coreai": "not settable",
     "coreml": "not settable",
     "tensorrt": "GPU",
 }
-FIXED_ONE = {"c"}
+FIXED_ONE: set[str] = set()  # formats that run on one thread whatever is asked
 NOT_SETTABLE = {"coreai", "coreml", "tensorrt"}
 
 
