@@ -56,7 +56,8 @@ def test_export_runs_in_ncnn(export_json, tmp_path: Path, model, args, precision
     assert meta["fp16_weights"] == ("false" if args else "true"), f"fp16 flag: {meta}"
     assert meta["ncnn_input"] == "in0" and meta["ncnn_output"] == "out0", f"blobs: {meta}"
     if precision == "fp32":
-        assert data["verify"]["max_abs_err"] < 1e-5, f"fp32 should be near exact: {data['verify']}"
+        # fp16 storage off: float32 rounding only (live weights' logits reach ~10; fp16: ~1e-2)
+        assert data["verify"]["max_abs_err"] < 1e-4, f"fp32 should be near exact: {data['verify']}"
 
 
 def test_fp16_halves_the_weights(export_json, tmp_path: Path) -> None:
@@ -85,9 +86,10 @@ def test_python_api_and_model_ncnn_py(tmp_path: Path) -> None:
     assert "model.ncnn.param" in script and "in0" in script, "pnnx's example script is missing"
 
 
-def test_vit_fails_clearly(cli, tmp_path: Path) -> None:
+def test_unlowered_model_fails_clearly(cli, tmp_path: Path) -> None:
+    # test_vit3 pools with timm's AttentionPoolLatent (a 5-D kv split, not rewritten)
     out = tmp_path / "vit"
-    result = cli("export", "ncnn", "test_vit", "-o", out)
+    result = cli("export", "ncnn", "test_vit3", "-o", out)
     assert result.exit_code == 2, f"expected exit 2, got {result.exit_code}: {result.stderr}"
     assert "could not convert" in result.stderr, f"unclear error: {result.stderr}"
     assert "torch.unbind" in result.stderr, f"the failing operator is not named: {result.stderr}"

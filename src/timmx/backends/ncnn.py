@@ -128,6 +128,85 @@ def _cross_covariance_attention(self, x):
     return self.proj(x.permute(0, 3, 1, 2).reshape(batch, tokens, channels))
 
 
+def _constant_positions(self, *shape):
+    """A Fourier position encoding depends on the image size alone: computed once, traced as
+    a constant (pnnx cannot lower the arange/slice arithmetic that builds it)."""
+    import torch
+
+    key = tuple(int(v) for v in (shape[0] if len(shape) == 1 else shape))
+    cache = self.__dict__.setdefault("_timmx_constant", {})
+    if key not in cache:
+        with torch.no_grad():
+            cache[key] = type(self).forward(self, *shape).detach()
+    return cache[key]
+
+
+def _swin_window_attention(self, x):
+    """Swin's shifted-window attention (SwinTransformerBlock._attn) for a batch of one, in
+    tensors of at most 4 dimensions with a leading 1: the windows and heads share one axis
+    (windows ordered column-major, the relative position bias and shift mask reordered to
+    match) instead of timm's 6-D window partition and (windows, heads) batch."""
+    import torch
+
+    batch, height, width, channels = x.shape
+    (wh, ww), (sh, sw) = self.window_size, self.shift_size
+    if batch != 1 or height % wh or width % ww or getattr(self, "dynamic_mask", False):
+        return type(self)._attn(self, x)
+    attn, heads = self.attn, self.attn.num_heads
+    nh, nw, tokens, head_dim = height // wh, width // ww, wh * ww, channels // heads
+    windows = nh * nw
+    if sh or sw:
+        x = torch.roll(x, shifts=(-sh, -sw), dims=(1, 2))
+    # (1, H, W, C) -> (1, nw * nh, wh * ww, C): window partition, column-major windows
+    x = x.reshape(1, height, nw, ww * channels).permute(0, 2, 1, 3)
+    x = x.reshape(1, windows, tokens, channels)
+    qkv = attn.qkv(x).reshape(1, windows * tokens, 3 * heads, head_dim).permute(0, 2, 1, 3)
+    q, k, v = qkv.reshape(1, 3 * heads * windows, tokens, head_dim).chunk(3, dim=1)
+    scores = (q * attn.scale) @ k.transpose(-2, -1) + _swin_bias(self, nh, nw)
+    x = scores.softmax(dim=-1) @ v  # (1, heads * windows, tokens, head_dim)
+    x = x.reshape(1, heads, windows * tokens, head_dim).permute(0, 2, 1, 3)
+    x = attn.proj(x.reshape(1, windows, tokens, channels))
+    # window reverse: (1, nw * nh, wh * ww, C) -> (1, H, W, C)
+    x = x.reshape(1, nw, height, ww * channels).permute(0, 2, 1, 3)
+    x = x.reshape(1, height, width, channels)
+    if sh or sw:
+        x = torch.roll(x, shifts=(sh, sw), dims=(1, 2))
+    return x
+
+
+def _swin_bias(self, nh: int, nw: int):
+    """Relative position bias plus shift mask, (1, heads * windows, N, N), computed before
+    tracing (:func:`ncnn_friendly` runs the model once) so the trace holds a constant."""
+    import torch
+
+    key = (nh, nw)
+    cache = self.__dict__.setdefault("_timmx_constant", {})
+    if key not in cache:
+        with torch.no_grad():
+            bias = self.attn._get_rel_pos_bias()[0]  # (heads, N, N)
+            heads, tokens = bias.shape[0], bias.shape[-1]
+            total = bias[:, None].expand(heads, nh * nw, tokens, tokens)
+            if self.attn_mask is not None:
+                mask = self.attn_mask.reshape(nh, nw, tokens, tokens).transpose(0, 1)
+                total = total + mask.reshape(1, nh * nw, tokens, tokens)
+            cache[key] = total.reshape(1, heads * nh * nw, tokens, tokens).detach().clone()
+    return cache[key]
+
+
+def _patch_merging(self, x):
+    """Swin's PatchMerging without its 6-D reshape: the 2x2 neighbours of each position
+    concatenated in timm's channel order (column offset, then row offset, then channel)."""
+    import torch
+
+    batch, height, width, channels = x.shape
+    if batch != 1 or height % 2 or width % 2:
+        return type(self).forward(self, x)
+    rows = x.reshape(1, height // 2, 2, width * channels).chunk(2, dim=2)  # row offset 0, 1
+    rows = [r.reshape(1, (height // 2) * (width // 2), 2, channels) for r in rows]
+    x = torch.cat(rows, dim=3).reshape(1, height // 2, width // 2, 4 * channels)
+    return self.reduction(self.norm(x))
+
+
 def _attention_rewrites() -> dict[type, object]:
     """timm's attention classes -> their 4-D forwards (classes this timm lacks are skipped)."""
     import importlib
@@ -140,6 +219,10 @@ def _attention_rewrites() -> dict[type, object]:
         ("timm.models.cait", "TalkingHeadAttn"): _talking_head_attention,
         ("timm.models.xcit", "XCA"): _cross_covariance_attention,
         ("timm.models.edgenext", "CrossCovarianceAttn"): _cross_covariance_attention,
+        ("timm.models.xcit", "PositionalEncodingFourier"): _constant_positions,
+        ("timm.models.edgenext", "PositionalEncodingFourier"): _constant_positions,
+        ("timm.models.swin_transformer", "PatchMerging"): _patch_merging,
+        ("timm.models.swin_transformer", "SwinTransformerBlock"): ("_attn", _swin_window_attention),
     }
     found = {}
     for (module_name, class_name), forward in wanted.items():
@@ -147,7 +230,7 @@ def _attention_rewrites() -> dict[type, object]:
             cls = getattr(importlib.import_module(module_name), class_name)
         except (ImportError, AttributeError):
             continue
-        found[cls] = forward
+        found[cls] = forward if isinstance(forward, tuple) else ("forward", forward)
     return found
 
 
@@ -177,11 +260,14 @@ def explicit_chunks():
         torch.Tensor.chunk, torch.chunk = original_method, original_function
 
 
-def ncnn_friendly(module):
+def ncnn_friendly(module, example=None):
     """``module``, or a copy whose timm attention layers compute in 4-D ops; and how many
-    layers were rewritten. The original is never modified."""
+    layers were rewritten. The original is never modified. With ``example``, the copy runs
+    once so the constants it caches (position encodings, Swin's bias) exist before tracing."""
     import copy
     import types
+
+    import torch
 
     rewrites = _attention_rewrites()
     if not any(type(m) in rewrites for m in module.modules()):
@@ -189,10 +275,14 @@ def ncnn_friendly(module):
     module = copy.deepcopy(module)
     count = 0
     for layer in module.modules():
-        forward = rewrites.get(type(layer))
-        if forward is not None:
-            layer.forward = types.MethodType(forward, layer)
+        found = rewrites.get(type(layer))
+        if found is not None:
+            name, function = found
+            setattr(layer, name, types.MethodType(function, layer))
             count += 1
+    if example is not None:
+        with torch.no_grad():
+            module(example)
     return module, count
 
 
@@ -211,7 +301,7 @@ def export_ncnn(prepared, directory: Path, *, fp16: bool = True) -> dict[str, ob
     work = Path(tempfile.mkdtemp(prefix=".pnnx-", dir=directory.parent))
     try:
         example = prepared.sample_input()
-        module, rewritten = ncnn_friendly(prepared.module)
+        module, rewritten = ncnn_friendly(prepared.module, example)
         with torch.inference_mode(False), torch.no_grad(), explicit_chunks():
             traced = torch.jit.trace(module, example, check_trace=False)
         del module
@@ -251,7 +341,7 @@ def export_ncnn(prepared, directory: Path, *, fp16: bool = True) -> dict[str, ob
             raise ExportError(
                 f"pnnx could not convert {len(unlowered)} operator type(s) to ncnn layers "
                 f"({', '.join(unlowered)}), so ncnn cannot run {prepared.name}. Reshapes beyond "
-                "4 dimensions (e.g. ViT attention's qkv split) are a known pnnx limitation; "
+                "4 dimensions (e.g. an attention pool's 5-D kv split) are a known pnnx limitation; "
                 "export to onnx or another format instead."
             )
         for name in NCNN_FILES:
