@@ -1,15 +1,27 @@
-"""Latency of timmx's generated C against onnxruntime and PyTorch eager, one thread each.
+"""Latency of timmx's generated C against onnxruntime, LiteRT and ExecuTorch at the same thread
+counts, on the same live-weights model and the same input, in one run.
 
-    uv run python benchmarks/bench_c.py                       # the five reference models
-    uv run python benchmarks/bench_c.py resnet50 --runs 30    # any timm models
-    uv run python benchmarks/bench_c.py --json results.json   # also write the figures
+    uv run python benchmarks/bench_c.py --threads 1,2                # the five reference models
+    uv run python benchmarks/bench_c.py resnet50 --threads 1,2,4 --runs 30
+    uv run python benchmarks/bench_c.py --threads 1,2 --profile      # + the C profile per kind
+    uv run python benchmarks/bench_c.py --json results.json          # also write the figures
 
-For each model (random weights, batch 1, the model's default input size) it exports the
-generated C (compiled with $CC or cc, flags from --cflags), the ONNX file of timmx's onnx
-backend (run by onnxruntime with 1 intra-op thread and ORT_ENABLE_ALL), and runs PyTorch eager
-with torch.set_num_threads(1), all on the same input. It prints one table (median latency, ratio
-to onnxruntime, GFLOP/s and percent of the machine's single-core FP32 peak). The table's columns
-and their order are fixed so that outputs can be compared over time.
+For each model (batch 1, the model's default input size, weights from
+:func:`timmx.testing.live_weights`, seed 0, cached under --weights-dir) it exports
+
+- the generated C (compiled with $CC or cc and --cflags), run by its demo at each thread count
+  (``--threads N --bench RUNS``: the model's init starts the pool, the median of RUNS runs of
+  ``<prefix>_run`` is timed inside the process);
+- the ONNX file of timmx's onnx backend, run by onnxruntime (CPU provider, ORT_ENABLE_ALL,
+  ``intra_op_num_threads`` = N, sequential execution);
+- where installed, the LiteRT file of timmx's litert backend (fp32; the interpreter's XNNPACK
+  delegate with ``num_threads`` = N) and the ExecuTorch program of its executorch backend (fp32,
+  XNNPACK; the runtime's threadpool reset to N threads);
+
+and times them one after the other on the same input. It prints one row per model and thread
+count (median ms and each peer's latency over the C's), then the 1 -> N scaling of each
+runtime. Artifacts are kept in --work (reused when present: delete it after changing the
+generator or the kernels).
 """
 
 import argparse
@@ -157,98 +169,266 @@ def count_flops(module, x) -> float:
     return float(counter.get_total_flops())
 
 
-def bench_model(name: str, runs: int, cflags: list[str], work: Path) -> dict:
-    """Time one model in the three runtimes."""
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _peer_export(fmt: str, name: str, checkpoint, path: Path, reuse: bool) -> str | None:
+    """Export ``name`` to ``fmt`` (fp32) at ``path`` with timmx (None), or why it failed."""
+    import timmx
+
+    if reuse and path.exists():
+        return None
+    weights = {} if checkpoint is None else {"checkpoint": checkpoint}
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            timmx.export(fmt, name, output=path, verify=False, **weights)
+    except Exception as exc:  # a peer that does not export is reported, not fatal
+        return f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+    return None
+
+
+def _max_err(out, ref) -> float:
+    import numpy as np
+
+    return float(np.abs(np.asarray(out, dtype=np.float32).reshape(ref.shape) - ref).max())
+
+
+def _c_demo(exe: Path, weights: str, raw: Path, out: Path, threads: int, runs: int):
+    """(median ms, stderr) of the demo at ``threads`` threads."""
+    args = ["--threads", str(threads), "--bench", str(runs), weights, str(raw), str(out)]
+    proc = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise RuntimeError(f"C demo failed: {proc.stderr[-2000:]}")
+    match = re.search(r"median_ms ([0-9.]+) .* isa (\S+) threads (\d+)", proc.stdout)
+    if int(match.group(3)) != threads:
+        raise RuntimeError(f"the demo ran {match.group(3)} threads, not {threads}")
+    return float(match.group(1)), match.group(2), proc.stderr
+
+
+def parse_profile(text: str) -> list[dict]:
+    """The per-step-kind lines of a -DTXM_PROFILE demo's stderr."""
+    rows = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 7 and parts[0] == "kind" and parts[1] != "total":
+            kind, steps, ms, pct, gflop, gfs = parts[1:]
+            rows.append(
+                {
+                    "kind": kind,
+                    "steps": int(steps),
+                    "ms": float(ms),
+                    "pct": float(pct.rstrip("%")),
+                    "gflop": float(gflop),
+                    "gflops": float(gfs),
+                }
+            )
+    return rows
+
+
+def bench_model(name: str, args, work: Path) -> list[dict]:
+    """Time one model in every runtime at every thread count; one row per thread count."""
     import numpy as np
     import onnxruntime as ort
     import torch
 
     from timmx.backends._onnx_graph import export_onnx
-    from timmx.c.build import build_demo, require_compiler, run_demo
+    from timmx.c.build import build_demo, require_compiler
     from timmx.c.export import export_c
+    from timmx.core.bench.worker import live_checkpoint
     from timmx.core.job import CommonOptions
     from timmx.core.model import prepare_model
 
+    here = work / name
+    here.mkdir(parents=True, exist_ok=True)
+    checkpoint = None if args.random_weights else live_checkpoint(name, {}, args.weights_dir)
     torch.manual_seed(0)
-    prepared = prepare_model(name, CommonOptions())
+    prepared = prepare_model(name, CommonOptions(checkpoint=checkpoint))
     x = prepared.sample_input()
     ref = prepared.run(x).numpy()
-    flops = count_flops(prepared.module, x)
-    row: dict = {"model": name, "input": list(prepared.input_shape), "gflop": flops / 1e9}
+    xn = x.numpy().astype(np.float32)
+    base = {"model": name, "input": list(prepared.input_shape)}
+    base["gflop"] = count_flops(prepared.module, x) / 1e9
+    base["weights"] = "random" if checkpoint is None else "live (seed 0)"
 
-    # generated C
+    # generated C: the timing build and (--profile) a -DTXM_PROFILE build
     cc = require_compiler()
-    t0 = time.perf_counter()
-    gen = export_c(prepared, work / name / "c", prefix="m", cc=cc)
-    row["c_export_s"] = time.perf_counter() - t0
-    exe = build_demo(work / name / "c", "m", work / name / "build", cc=cc, flags=tuple(cflags))
-    raw = work / name / "input.raw"
-    out = work / name / "output.raw"
-    x.numpy().astype(np.float32).tofile(raw)
-    weights = str(work / name / "c" / "m_weights.bin")
-    proc = run_demo(exe, ["--bench", str(runs), weights, str(raw), str(out)])
-    if proc.returncode != 0:
-        raise RuntimeError(f"{name}: C demo failed: {proc.stderr}")
-    match = re.search(r"median_ms ([0-9.]+) min_ms ([0-9.]+) runs \d+ isa (\S+)", proc.stdout)
-    row["c_ms"] = float(match.group(1))
-    row["c_isa"] = match.group(3)
-    row["c_max_abs_err"] = float(
-        np.abs(np.fromfile(out, np.float32).reshape(ref.shape) - ref).max()
-    )
-    row["c_steps"] = gen.steps
-    row["c_arena_mb"] = gen.arena_bytes / 1e6
+    cdir = here / "c"
+    if not (args.reuse and (cdir / "m.h").exists()):
+        gen = export_c(prepared, cdir, prefix="m", cc=cc)
+        (here / "c_steps.txt").write_text(str(gen.steps))
+    base["c_steps"] = int((here / "c_steps.txt").read_text())
+    flags = tuple(args.cflags.split())
+    exe = build_demo(cdir, "m", here / "build", cc=cc, flags=flags)
+    prof_exe = None
+    if args.profile:
+        prof_exe = build_demo(
+            cdir, "m", here / "build-prof", cc=cc, flags=(*flags, "-DTXM_PROFILE")
+        )
+    raw, out = here / "input.raw", here / "output.raw"
+    xn.tofile(raw)
+    weights = str(cdir / "m_weights.bin")
 
-    # onnxruntime, the same model through timmx's onnx backend
-    onnx_path = work / name / "model.onnx"
-    export_onnx(prepared, onnx_path)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-    feed = {sess.get_inputs()[0].name: x.numpy()}
-    row["ort_ms"] = median_ms(lambda: sess.run(None, feed), runs)
+    # peers
+    onnx_path = here / "model.onnx"
+    if not (args.reuse and onnx_path.exists()):
+        export_onnx(prepared, onnx_path)
+    peers: dict[str, Path | None] = {}
+    for fmt, module, suffix, flag in (
+        ("litert", "ai_edge_litert", ".tflite", args.no_litert),
+        ("executorch", "executorch", ".pte", args.no_executorch),
+    ):
+        if flag or not _installed(module):
+            base[f"{fmt}_note"] = "skipped" if flag else f"{module} not installed"
+            continue
+        path = here / f"model{suffix}"
+        why = _peer_export(fmt, name, checkpoint, path, args.reuse)
+        if why:
+            base[f"{fmt}_note"] = why
+            print(f"# {name}: {fmt} export failed: {why}", file=sys.stderr)
+            continue
+        peers[fmt] = path
 
-    # PyTorch eager
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.inference_mode():
-            row["torch_ms"] = median_ms(lambda: prepared.module(x), runs)
-    finally:
-        torch.set_num_threads(threads)
-    return row
+    rows = []
+    for threads in args.threads:
+        row = dict(base, threads=threads)
+        row["c_ms"], row["c_isa"], _ = _c_demo(exe, weights, raw, out, threads, args.runs)
+        row["c_max_abs_err"] = _max_err(np.fromfile(out, np.float32), ref)
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        feed = {sess.get_inputs()[0].name: xn}
+        row["ort_ms"] = median_ms(lambda s=sess, f=feed: s.run(None, f), args.runs)
+        row["ort_max_abs_err"] = _max_err(sess.run(None, feed)[0], ref)
+        del sess
+
+        if "litert" in peers:
+            from ai_edge_litert.interpreter import Interpreter
+
+            it = Interpreter(model_path=str(peers["litert"]), num_threads=threads)
+            it.allocate_tensors()
+            src, dst = it.get_input_details()[0], it.get_output_details()[0]
+            it.set_tensor(src["index"], xn)
+            row["litert_ms"] = median_ms(it.invoke, args.runs)
+            row["litert_max_abs_err"] = _max_err(it.get_tensor(dst["index"]), ref)
+            del it
+
+        if "executorch" in peers:
+            from executorch.extension.pybindings import portable_lib
+            from executorch.runtime import Runtime
+
+            portable_lib._unsafe_reset_threadpool(int(threads))
+            row["executorch_threads"] = int(portable_lib._threadpool_get_thread_count())
+            method = Runtime.get().load_program(peers["executorch"]).load_method("forward")
+            inputs = (x,)
+            row["executorch_ms"] = median_ms(lambda m=method, i=inputs: m.execute(i), args.runs)
+            row["executorch_max_abs_err"] = _max_err(method.execute(inputs)[0].numpy(), ref)
+            del method
+
+        if prof_exe is not None:
+            _, _, err = _c_demo(prof_exe, weights, raw, here / "prof.raw", threads, args.runs)
+            row["c_profile"] = parse_profile(err)
+        rows.append(row)
+        print(format_row(row, args.peak), flush=True)
+    return rows
 
 
+PEERS = (("ort", "ORT"), ("litert", "LiteRT"), ("executorch", "ExecuTorch"))
 HEADER = (
-    f"{'model':<24} {'GFLOP':>7} {'C ms':>9} {'ORT ms':>9} {'torch ms':>9} {'C/ORT':>6} "
-    f"{'C GF/s':>7} {'C %pk':>6} {'ORT GF/s':>8} {'ORT %pk':>7} {'C maxerr':>9}"
+    f"{'model':<24} {'GFLOP':>6} {'thr':>3} {'C ms':>8} {'ORT ms':>8} {'C/ORT':>6} "
+    f"{'LiteRT ms':>9} {'C/LiteRT':>8} {'ExecuTorch ms':>13} {'C/ET':>6} {'C GF/s':>7} "
+    f"{'C %pk':>6} {'C maxerr':>9}"
 )
 
 
+def _cell(row: dict, key: str, width: int, ratio: bool = False) -> str:
+    value = row.get(f"{key}_ms")
+    if value is None:
+        return f"{'-':>{width}}"
+    if ratio:
+        return f"{row['c_ms'] / value:>{width}.2f}"
+    return f"{value:>{width}.2f}"
+
+
 def format_row(r: dict, peak: float) -> str:
-    """One table line (fixed columns)."""
-    c_gfs = r["gflop"] / (r["c_ms"] / 1e3)
-    o_gfs = r["gflop"] / (r["ort_ms"] / 1e3)
+    """One table line (fixed columns; ratios are C's latency over the peer's: < 1 = C faster)."""
+    gfs = r["gflop"] / (r["c_ms"] / 1e3)
     return (
-        f"{r['model']:<24} {r['gflop']:>7.3f} {r['c_ms']:>9.2f} {r['ort_ms']:>9.2f} "
-        f"{r['torch_ms']:>9.2f} {r['c_ms'] / r['ort_ms']:>6.2f} {c_gfs:>7.1f} "
-        f"{100 * c_gfs / peak:>5.1f}% {o_gfs:>8.1f} {100 * o_gfs / peak:>6.1f}% "
-        f"{r['c_max_abs_err']:>9.2e}"
+        f"{r['model']:<24} {r['gflop']:>6.2f} {r['threads']:>3} {r['c_ms']:>8.2f} "
+        f"{_cell(r, 'ort', 8)} {_cell(r, 'ort', 6, True)} {_cell(r, 'litert', 9)} "
+        f"{_cell(r, 'litert', 8, True)} {_cell(r, 'executorch', 13)} "
+        f"{_cell(r, 'executorch', 6, True)} {gfs:>7.1f} "
+        f"{100 * gfs / (peak * r['threads']):>5.1f}% {r['c_max_abs_err']:>9.2e}"
     )
 
 
+def scaling_table(rows: list[dict]) -> list[str]:
+    """Speed-up from the first thread count to each other, per model and runtime."""
+    lines = []
+    by_model: dict[str, dict[int, dict]] = {}
+    for r in rows:
+        by_model.setdefault(r["model"], {})[r["threads"]] = r
+    for model, per in by_model.items():
+        counts = sorted(per)
+        for t in counts[1:]:
+            a, b = per[counts[0]], per[t]
+            cells = []
+            for key, label in (("c", "C"), *PEERS):
+                if a.get(f"{key}_ms") and b.get(f"{key}_ms"):
+                    cells.append(f"{label} {a[f'{key}_ms'] / b[f'{key}_ms']:.2f}x")
+            lines.append(f"{model:<24} {counts[0]} -> {t} threads: " + ", ".join(cells))
+    return lines
+
+
+def profile_lines(rows: list[dict]) -> list[str]:
+    """The C's per-step-kind profile of every row that has one (markdown-ready)."""
+    lines = []
+    for r in rows:
+        if not r.get("c_profile"):
+            continue
+        lines.append(
+            f"# profile {r['model']} {r['threads']} thread(s) (C total {r['c_ms']:.2f} ms)"
+        )
+        for k in sorted(r["c_profile"], key=lambda k: -k["ms"]):
+            gfs = f"{k['gflops']:.1f}" if k["gflop"] else "-"
+            lines.append(
+                f"#   {k['kind']:<16} {k['steps']:>4} steps {k['ms']:>9.3f} ms {k['pct']:>5.1f}% "
+                f"{k['gflop']:>7.3f} GFLOP {gfs:>7} GFLOP/s"
+            )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark and print the table."""
+    """Run the benchmark and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="*", default=DEFAULT_MODELS)
+    parser.add_argument("--threads", default="1", help="thread counts, e.g. 1,2")
     parser.add_argument("--runs", type=int, default=20, help="timed runs per runtime")
     parser.add_argument("--cflags", default="-O2", help="flags for the generated C")
     parser.add_argument("--peak-gflops", type=float, help="override the computed core peak")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--profile", action="store_true", help="also profile the C per step kind")
+    parser.add_argument("--work", type=Path, help="keep (and reuse) the artifacts here")
+    parser.add_argument(
+        "--weights-dir",
+        type=Path,
+        default=Path(os.path.expanduser("~/.cache/timmx/live-weights")),
+        help="where the live-weights checkpoints are cached",
+    )
+    parser.add_argument("--random-weights", action="store_true", help="timm's random init")
+    parser.add_argument("--no-litert", action="store_true")
+    parser.add_argument("--no-executorch", action="store_true")
     args = parser.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    args.threads = [int(t) for t in args.threads.split(",")]
+    if any(t < 1 for t in args.threads):
+        parser.error("--threads: counts >= 1")
+    args.reuse = args.work is not None
     peak, how = cpu_peak_gflops()
     isa = how.split(", ")[1] if ", " in how else ""
     measured = measured_peak_gflops(isa)
@@ -256,24 +436,37 @@ def main(argv: list[str] | None = None) -> int:
         peak, how = measured, f"{how.split(',')[0]}, {isa}, measured FMA loop"
     if args.peak_gflops:
         peak, how = args.peak_gflops, "given with --peak-gflops"
+    args.peak = peak
     import onnxruntime
-    import torch
 
     from timmx.c.build import compiler_id, require_compiler
 
-    print(f"# timmx C target benchmark (batch 1, 1 thread, median of {args.runs} runs)")
-    print(f"# cpu: {how}; peak {peak:.1f} GFLOP/s per core")
+    versions = [f"onnxruntime {onnxruntime.__version__}"]
+    for dist in ("ai-edge-litert", "executorch"):
+        with contextlib.suppress(Exception):
+            from importlib.metadata import version
+
+            versions.append(f"{dist} {version(dist)}")
+    threads = ",".join(map(str, args.threads))
+    print(f"# timmx C target benchmark (batch 1, threads {threads}, median of {args.runs} runs)")
+    print(f"# cpu: {how}; peak {peak:.1f} GFLOP/s per core; {os.cpu_count()} cpus")
+    print(f"# load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
     print(
-        f"# C: {compiler_id(require_compiler())} {args.cflags}; onnxruntime "
-        f"{onnxruntime.__version__}; torch {torch.__version__}; python {sys.version.split()[0]}"
+        f"# C: {compiler_id(require_compiler())} {args.cflags}; {'; '.join(versions)}; "
+        f"python {sys.version.split()[0]}"
     )
-    print(HEADER)
+    print("# ratios: C ms / peer ms (< 1: C is faster); C %pk: of the peak x threads")
+    print(HEADER, flush=True)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="timmx-bench-c-") as tmp:
+    with contextlib.ExitStack() as stack:
+        work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         for name in args.models:
-            row = bench_model(name, args.runs, args.cflags.split(), Path(tmp))
-            rows.append(row)
-            print(format_row(row, peak), flush=True)
+            rows.extend(bench_model(name, args, work))
+    print(f"# load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
+    for line in scaling_table(rows):
+        print(f"# scaling {line}")
+    for line in profile_lines(rows):
+        print(line)
     if args.json:
         args.json.write_text(json.dumps({"peak_gflops": peak, "cpu": how, "rows": rows}, indent=2))
     return 0
