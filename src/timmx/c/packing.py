@@ -25,6 +25,12 @@ Layouts (``B = BLOCK = 16`` output channels per block, zero padded):
 
         bias[16]                      # bias[cb*16 + j], 0 past C
         w[kh][kw][16]                 # weight[cb*16 + j, 0, y, x], 0 past C
+
+``winograd`` layout (Winograd F(4x4, 3x3): 3x3, stride 1, dilation 1, groups 1)
+    ``bias[ocp]`` (``ocp = ceil(out_c / 16) * 16``, 0 past out_c), then for each of the 36
+    positions ``xi = 6 * a + b`` of the 6x6 transformed tile the ``gemm`` layout of the 1x1
+    problem ``U_xi[oc][ic] = (G weight[oc, ic] G^T)[a][b]`` with a zero bias (G: see
+    ``WINOGRAD_G`` and ``kernels/src/winograd.c``).
 """
 
 import numpy as np
@@ -48,6 +54,44 @@ def conv2d_packed_nbytes(out_c: int, in_c: int, kh: int, kw: int, groups: int = 
         return _ceil_div(out_c, BLOCK) * BLOCK * (1 + kh * kw) * 4
     ocg, icg = out_c // groups, in_c // groups
     return groups * _ceil_div(ocg, BLOCK) * BLOCK * (1 + kh * kw * icg) * 4
+
+
+# Winograd F(4x4, 3x3) weight transform (Lavin & Gray 2016), as in kernels/src/winograd.c.
+WINOGRAD_G = np.array(
+    [
+        [1 / 4, 0, 0],
+        [-1 / 6, -1 / 6, -1 / 6],
+        [-1 / 6, 1 / 6, -1 / 6],
+        [1 / 24, 1 / 12, 1 / 6],
+        [1 / 24, -1 / 12, 1 / 6],
+        [0, 0, 1],
+    ],
+    dtype=np.float64,
+)
+
+
+def winograd_packed_nbytes(out_c: int, in_c: int) -> int:
+    """Byte size of ``pack_conv2d_winograd``'s result (C's ``txk_conv2d_packed_size`` with
+    ``algo = TXK_CONV_WINOGRAD``)."""
+    ocp = _ceil_div(out_c, BLOCK) * BLOCK
+    return (ocp + 36 * ocp * (1 + in_c)) * 4
+
+
+def pack_conv2d_winograd(weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """Pack a 3x3 conv weight ``[out_c, in_c, 3, 3]`` (+ bias) in the ``winograd`` layout."""
+    weight = np.asarray(weight, dtype=np.float64)
+    if weight.ndim != 4 or weight.shape[2:] != (3, 3):
+        raise ValueError(f"winograd needs a [oc, ic, 3, 3] weight, got shape {weight.shape}")
+    out_c, in_c = weight.shape[:2]
+    ocp = _ceil_div(out_c, BLOCK) * BLOCK
+    b = np.zeros(ocp, np.float32)
+    if bias is not None:
+        b[:out_c] = np.asarray(bias, dtype=np.float32).reshape(-1)
+    g = WINOGRAD_G
+    u = np.einsum("ay,oiyx,bx->aboi", g, weight, g).reshape(36, out_c, in_c)
+    # 36 groups of a 1x1 conv [oc][ic]: the gemm layout of groups = 36
+    gemm = pack_conv2d(u.reshape(36 * out_c, in_c, 1, 1).astype(np.float32), None, groups=36)
+    return np.ascontiguousarray(np.concatenate([b, gemm]))
 
 
 def linear_packed_nbytes(out_features: int, in_features: int) -> int:

@@ -218,6 +218,36 @@ static void run_gemm(const txk_context* ctx, const rows_desc* rd, size_t kc, siz
   run_gemm_job(&j);
 }
 
+void txk_gemm_groups(const txk_context* ctx, size_t groups, size_t m, size_t k, size_t n,
+                     const float* a, size_t lda, const float* w, size_t w_gs, float* y,
+                     size_t ldy) {
+  static const ptrdiff_t off0[1] = {0};
+  txk_epilogue ep;
+  gemm_job j;
+  memset(&ep, 0, sizeof ep);
+  memset(&j, 0, sizeof j);
+  j.ctx = ctx;
+  j.rd.base = a;
+  j.rd.m = m;
+  j.rd.row_w = m;
+  j.rd.step_w = lda;
+  j.kc = k;
+  j.ks = 1;
+  j.off = off0;
+  j.w = w;
+  j.block_floats = 16 * (1 + k);
+  j.ncols = n;
+  j.y = y;
+  j.ys = ldy;
+  j.rs = ldy;
+  j.ep = &ep;
+  j.groups = groups;
+  j.a_gs = (ptrdiff_t)(m * lda);
+  j.w_gs = (ptrdiff_t)w_gs;
+  j.y_gs = (ptrdiff_t)(m * ldy);
+  run_gemm_job(&j);
+}
+
 /* Depthwise: tasks are (batch item, channel chunk, range of output rows); a row is never
  * split (the kernel's path for a pixel depends on its place in the row). */
 typedef struct dw_job {

@@ -128,6 +128,13 @@ size_t txk_winograd_packed_floats(const txk_conv2d_desc* d);
 size_t txk_winograd_scratch_floats(const txk_conv2d_desc* d);
 int txk_conv2d_winograd(const txk_context* ctx, const txk_conv2d_desc* d, const float* x,
                         const float* w, float* y, const float* r, void* scratch);
+/* `groups` independent GEMMs on gemm-packed weights without bias or epilogue (conv.c):
+ * Y_g[m][n] = A_g[m][k] @ W_g, A_g = a + g * m * lda (rows lda floats apart), W_g = w + g * w_gs
+ * (blocks of 16 columns {zero bias[16], w[k][16]}), Y_g = y + g * m * ldy. Split over ctx's
+ * pool; results independent of the thread count. */
+void txk_gemm_groups(const txk_context* ctx, size_t groups, size_t m, size_t k, size_t n,
+                     const float* a, size_t lda, const float* w, size_t w_gs, float* y,
+                     size_t ldy);
 /* Softmax of `rows` rows on the calling thread (txk_softmax splits rows over the pool). */
 void txk_softmax_rows(const txk_context* ctx, size_t rows, size_t c, const float* x,
                       size_t x_stride, float* y, size_t y_stride);
