@@ -6,8 +6,9 @@ counts, on the same live-weights model and the same input, in one run.
     uv run python benchmarks/bench_c.py --threads 1,2 --profile      # + the C profile per kind
     uv run python benchmarks/bench_c.py --json results.json          # also write the figures
 
-For each model (batch 1, the model's default input size, weights from
-:func:`timmx.testing.live_weights`, seed 0, cached under --weights-dir) it exports
+For each model (batch 1, the model's default input size, one real photo through its eval
+transform, weights from :func:`timmx.testing.live_weights`, seed 0, cached under --weights-dir)
+it exports
 
 - the generated C (compiled with $CC or cc and --cflags), run by its demo at each thread count
   (``--threads N --bench RUNS``: the model's init starts the pool, the median of RUNS runs of
@@ -228,6 +229,25 @@ def parse_profile(text: str) -> list[dict]:
     return rows
 
 
+def photo_input(prepared):
+    """One real photo through the model's eval transform (the model's sample input if the
+    photos are not available)."""
+    try:
+        from timmx.testing.images import photo_batch
+
+        config = {
+            "mean": prepared.mean,
+            "std": prepared.std,
+            "interpolation": prepared.interpolation,
+            "crop_pct": prepared.crop_pct,
+        }
+        x = photo_batch(tuple(prepared.input_shape[-3:]), config, 1, seed=0)
+        return x.reshape(prepared.sample_input().shape).float()
+    except Exception as exc:  # the photos are optional test data
+        print(f"# no photo input ({type(exc).__name__}: {exc}); using the sample input")
+        return prepared.sample_input()
+
+
 def bench_model(name: str, args, work: Path) -> list[dict]:
     """Time one model in every runtime at every thread count; one row per thread count."""
     import numpy as np
@@ -246,7 +266,7 @@ def bench_model(name: str, args, work: Path) -> list[dict]:
     checkpoint = None if args.random_weights else live_checkpoint(name, {}, args.weights_dir)
     torch.manual_seed(0)
     prepared = prepare_model(name, CommonOptions(checkpoint=checkpoint))
-    x = prepared.sample_input()
+    x = photo_input(prepared)
     ref = prepared.run(x).numpy()
     xn = x.numpy().astype(np.float32)
     base = {"model": name, "input": list(prepared.input_shape)}
