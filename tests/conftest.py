@@ -23,12 +23,37 @@ def cli() -> Callable[..., object]:
     return invoke
 
 
-@pytest.fixture
-def export_json(cli) -> Callable[..., dict]:
-    """Run ``timmx export ... --json``, assert exit 0 and return the parsed result."""
+LIVE_FLAGS = {"--num-classes": "num_classes", "--in-chans": "in_chans"}
 
-    def run(*args: object) -> dict:
-        result = cli("export", *args, "--json")
+
+@pytest.fixture
+def export_json(cli, live_checkpoint, photos) -> Callable[..., dict]:
+    """Run ``timmx export FORMAT MODEL ... --json``, assert exit 0 and return the parsed result.
+
+    Evidence by default: unless the test names its own weights (--checkpoint, --pretrained) the
+    model gets live weights (timmx.testing.live_weights, matching --num-classes, --in-chans and
+    --input-size), and unless it gives --verify-data verification runs on real photographs.
+    """
+
+    def run(fmt: object, model: object, *args: object) -> dict:
+        given = [str(a) for a in args]
+        extra: list[object] = []
+        if not {"--checkpoint", "--pretrained"} & set(given):
+            options = {
+                name: int(given[given.index(flag) + 1])
+                for flag, name in LIVE_FLAGS.items()
+                if flag in given
+            }
+            if "--input-size" in given:
+                at = given.index("--input-size")
+                options["input_size"] = tuple(int(v) for v in given[at + 1 : at + 4])
+            extra += ["--checkpoint", live_checkpoint(str(model), **options)]
+        if not {"--verify-data", "--calibration-data"} & set(given):
+            extra += [
+                "--verify-data",
+                photos,
+            ]  # (a calibration folder verifies on its held-out slice)
+        result = cli("export", fmt, model, *args, *extra, "--json")
         assert result.exit_code == 0, f"export failed ({result.exit_code}): {result.stderr}"
         return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -86,20 +111,31 @@ def digits(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def live_checkpoint(tmp_path_factory):
-    """``live_checkpoint(model, **create_kwargs)``: a state_dict file of live weights."""
+    """``live_checkpoint(model, num_classes=, in_chans=, input_size=)``: a state_dict file of
+    live weights for the model timmx builds with those flags."""
     import torch
 
     from timmx._torch_env import import_timm
+    from timmx.core.job import CommonOptions
+    from timmx.core.model import create_timm_model
     from timmx.testing import live_weights
+    from timmx.testing.images import photo_batch
 
     made: dict[tuple, Path] = {}
 
-    def make(model: str, **kwargs) -> Path:
-        key = (model, tuple(sorted(kwargs.items())))
+    def make(model: str, **options) -> Path:
+        key = (model, tuple(sorted(options.items())))
         if key not in made:
             torch.manual_seed(0)
-            net = import_timm().create_model(model, **kwargs)
-            live_weights(net)
+            net = create_timm_model(model, CommonOptions(**options))
+            config = import_timm().data.resolve_data_config({}, model=net)
+            size = options.get("input_size") or tuple(int(v) for v in config["input_size"])
+            if options.get("in_chans"):
+                size = (options["in_chans"], *size[1:])
+            mean, std = config["mean"], config["std"]
+            if size[0] == 1:
+                config = {**config, "mean": (sum(mean) / 3,), "std": (sum(std) / 3,)}
+            live_weights(net, images=photo_batch(tuple(size), config, 32))
             path = tmp_path_factory.mktemp("live") / f"{model}.pth"
             torch.save(net.state_dict(), path)
             made[key] = path

@@ -56,7 +56,7 @@ def test_dynamic_batch_checks_a_second_batch_size(export_json, tmp_path, fmt):
     out = tmp_path / f"m{FORMATS[fmt]}"
     data = export_json(fmt, "test_convnext", "-o", out, "--dynamic-batch", "--batch-size", "2")
     assert_passed(data, max_abs=1e-4)
-    assert data["verify"]["batch_sizes"] == [2, 3], data["verify"]
+    assert sorted(set(data["verify"]["batch_sizes"])) == [2, 3], data["verify"]
 
 
 def test_onnx_dynamic_batch_runs_any_batch(tmp_path):

@@ -42,7 +42,7 @@ def test_convnext_dynamic_batch_runs_two_sizes(export_json, tmp_path):
     out = tmp_path / "convnext.aimodel"
     data = export_json("coreai", "test_convnext", "-o", out, "--dynamic-batch", "--batch-size", 2)
     assert_passed(data, max_abs=1e-4)
-    assert data["verify"]["batch_sizes"] == [2, 3], data["verify"]
+    assert sorted(set(data["verify"]["batch_sizes"])) == [2, 3], data["verify"]
     assert "input ?x3x160x160 -> output ?x1000" in data["details"]["structure"], data["details"]
     assert json.loads(read_metadata(out)["input_shape"]) == [-1, 3, 160, 160]
 

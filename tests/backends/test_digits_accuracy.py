@@ -32,6 +32,10 @@ CASES = [
     ("executorch", "m.pte", ("--mode", "int8"), INT8, True),
     ("ncnn", "m_ncnn", (), FP16, False),
     ("ncnn", "m_ncnn", ("--no-fp16",), FP32, False),
+    ("openvino", "m.xml", ("--mode", "fp16"), FP16, False),
+    ("openvino", "m.xml", ("--mode", "int8"), INT8, True),
+    ("mnn", "m.mnn", ("--mode", "fp16"), FP16, False),
+    ("mnn", "m.mnn", ("--mode", "int8-weights"), INT8, False),
 ]
 
 

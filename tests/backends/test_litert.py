@@ -49,7 +49,7 @@ def test_fp16_convnext_has_fp16_weights_and_reports_accuracy(export_json, tmp_pa
     assert_passed(data, max_abs=5e-2)
     assert data["verify"]["precision"] == "fp16", data["verify"]
     assert data["verify"]["top1_agree"] is not None, "fp16 reports top-1 agreement"
-    assert "fp16 vs fp32 PyTorch on 8 samples" in data["details"]["accuracy"], data["details"]
+    assert "fp16 vs fp32 PyTorch on 16 samples" in data["details"]["accuracy"], data["details"]
     dtypes = {d["dtype"] for d in tensor_details(out).get_tensor_details()}
     assert np.float16 in dtypes, f"fp16 mode stores float16 weights, found {dtypes}"
 
@@ -84,8 +84,9 @@ def test_int8_from_image_folder_with_normalize_and_nhwc(export_json, tmp_path, i
     )
     assert_passed(data)
     assert data["verify"]["precision"] == "int8", data["verify"]
-    assert data["details"]["calibration"].startswith("4 samples in 2 batches of 2"), data["details"]
-    assert "on 4 calibration samples" in data["verify"]["note"], data["verify"]["note"]
+    # 4 images: 3 calibrate, 1 is held out to verify on
+    assert data["details"]["calibration"].startswith("3 samples in 2 batches of 2"), data["details"]
+    assert "held out of --calibration-data" in data["verify"]["inputs"], data["verify"]
     interpreter = tensor_details(out)
     source = interpreter.get_input_details()[0]
     dtypes = {d["dtype"] for d in interpreter.get_tensor_details()}

@@ -40,7 +40,7 @@ def test_fp32_dynamic_batch_matches_pytorch_and_carries_metadata(export_json, tm
     assert_passed(data, max_abs=1e-4)
     verify = data["verify"]
     assert verify["runtime"] == "OpenVINO CPU" and verify["precision"] == "fp32", verify
-    assert verify["batch_sizes"] == [2, 3], f"dynamic batch runs two sizes: {verify}"
+    assert sorted(set(verify["batch_sizes"])) == [2, 3], f"dynamic batch runs two sizes: {verify}"
     assert verify["default_precision"] in ("f32", "bf16", "f16"), verify
     assert verify["default_max_abs_err"] is not None, "the default precision's error is reported"
     assert "default precision" in data["details"]["default"], data["details"]
@@ -67,7 +67,7 @@ def test_fp16_convnext_stores_half_weights(export_json, tmp_path):
     assert "Convert" in xml, "float16 weights are decompressed to f32 at load"
 
 
-def test_int8_vit_uses_the_transformer_scheme(export_json, tmp_path):
+def test_int8_vit_uses_the_transformer_scheme(export_json, tmp_path, photos):
     out = tmp_path / "vit.xml"
     data = export_json(
         "openvino",
@@ -76,9 +76,8 @@ def test_int8_vit_uses_the_transformer_scheme(export_json, tmp_path):
         out,
         "--mode",
         "int8",
-        "--random-calibration",
-        "--calibration-samples",
-        8,
+        "--calibration-data",
+        photos,
     )
     assert_passed(data)
     assert data["verify"]["precision"] == "int8", data["verify"]

@@ -295,7 +295,9 @@ CASES = [
     api_case("api-unknown-option", "Did you mean: opset", opsett=18),
     api_case("api-bad-choice", "choose one of: cpu, cuda, mps", device="tpu"),
     api_case("api-tuple-length", "takes 3 values", input_size=(3, 64)),
-    api_case("api-other-format-option", "belongs to executorch, litert, tensorrt", mode="int8"),
+    api_case(
+        "api-other-format-option", "belongs to executorch, litert, mnn, openvino", mode="int8"
+    ),
     api_case("api-empty-output", "--output is empty", output=""),
     api_case("api-number-as-text", "takes a number", batch_size="2"),
     api_case("api-nan", "finite", atol=float("nan")),
