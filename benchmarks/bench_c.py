@@ -354,6 +354,8 @@ def bench_model(name: str, args, work: Path) -> list[dict]:
         if prof_exe is not None:
             _, _, err = _c_demo(prof_exe, weights, raw, here / "prof.raw", threads, args.runs)
             row["c_profile"] = parse_profile(err)
+        gfs = row["gflop"] / (row["c_ms"] / 1e3)
+        row["c_pct_peak"] = 100 * gfs / (args.peak * threads)
         rows.append(row)
         print(format_row(row, args.peak), flush=True)
     return rows
@@ -424,6 +426,68 @@ def profile_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+def markdown(rows: list[dict], header: list[str]) -> str:
+    """The figures as markdown: the latency table, the scaling and each model's profile per
+    step kind side by side for every thread count (for docs/c.md)."""
+    out = [*(f"    {h}" for h in header), ""]
+    out.append(
+        "| model | threads | C ms | ORT ms | C/ORT | LiteRT ms | C/LiteRT | ExecuTorch ms | C/ET "
+        "| C GFLOP/s | C % of peak x threads |"
+    )
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+
+    def cell(r: dict, key: str, ratio: bool = False) -> str:
+        v = r.get(f"{key}_ms")
+        if v is None:
+            return "-"
+        return f"{r['c_ms'] / v:.2f}" if ratio else f"{v:.2f}"
+
+    for r in rows:
+        gfs = r["gflop"] / (r["c_ms"] / 1e3)
+        out.append(
+            f"| {r['model']} | {r['threads']} | {r['c_ms']:.2f} | {cell(r, 'ort')} | "
+            f"{cell(r, 'ort', True)} | {cell(r, 'litert')} | {cell(r, 'litert', True)} | "
+            f"{cell(r, 'executorch')} | {cell(r, 'executorch', True)} | {gfs:.1f} | "
+            f"{r['c_pct_peak']:.1f}% |"
+        )
+    scaling = scaling_table(rows)
+    if scaling:
+        out += ["", "Scaling (latency at the first thread count / latency at the other):", ""]
+        out += [f"- {line.strip()}" for line in scaling]
+    by_model: dict[str, list[dict]] = {}
+    for r in rows:
+        if r.get("c_profile"):
+            by_model.setdefault(r["model"], []).append(r)
+    for model, per in by_model.items():
+        kinds: list[str] = []
+        for r in per:
+            for k in sorted(r["c_profile"], key=lambda k: -k["ms"]):
+                if k["kind"] not in kinds:
+                    kinds.append(k["kind"])
+        cols = " | ".join(f"{r['threads']} thr ms | GFLOP/s" for r in per)
+        out += ["", f"**{model}** (C, -DTXM_PROFILE, ms per run per step kind)", ""]
+        out.append(f"| kind | steps | GFLOP | {cols} |")
+        out.append("|---|---|---|" + "---|---|" * len(per))
+        for kind in kinds:
+            first = next(k for r in per for k in r["c_profile"] if k["kind"] == kind)
+            cells = []
+            for r in per:
+                k = next((k for k in r["c_profile"] if k["kind"] == kind), None)
+                if k is None:
+                    cells.append("- | -")
+                else:
+                    gfs = f"{k['gflops']:.1f}" if k["gflop"] else "-"
+                    cells.append(f"{k['ms']:.3f} | {gfs}")
+            out.append(
+                f"| {kind} | {first['steps']} | {first['gflop']:.3f} | {' | '.join(cells)} |"
+            )
+        totals = []
+        for r in per:
+            totals += [f"{sum(k['ms'] for k in r['c_profile']):.2f}", ""]
+        out.append("| total | | | " + " | ".join(totals) + " |")
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -433,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cflags", default="-O2", help="flags for the generated C")
     parser.add_argument("--peak-gflops", type=float, help="override the computed core peak")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--markdown", type=Path, help="also write the tables as markdown here")
     parser.add_argument("--profile", action="store_true", help="also profile the C per step kind")
     parser.add_argument("--work", type=Path, help="keep (and reuse) the artifacts here")
     parser.add_argument(
@@ -468,25 +533,30 @@ def main(argv: list[str] | None = None) -> int:
 
             versions.append(f"{dist} {version(dist)}")
     threads = ",".join(map(str, args.threads))
-    print(f"# timmx C target benchmark (batch 1, threads {threads}, median of {args.runs} runs)")
-    print(f"# cpu: {how}; peak {peak:.1f} GFLOP/s per core; {os.cpu_count()} cpus")
-    print(f"# load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
-    print(
+    header = [
+        f"# timmx C target benchmark (batch 1, threads {threads}, median of {args.runs} runs)",
+        f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}",
+        f"# cpu: {how}; peak {peak:.1f} GFLOP/s per core; {os.cpu_count()} cpus",
+        f"# load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}",
         f"# C: {compiler_id(require_compiler())} {args.cflags}; {'; '.join(versions)}; "
-        f"python {sys.version.split()[0]}"
-    )
-    print("# ratios: C ms / peer ms (< 1: C is faster); C %pk: of the peak x threads")
+        f"python {sys.version.split()[0]}",
+        "# ratios: C ms / peer ms (< 1: C is faster); C %pk: of the peak x threads",
+    ]
+    print("\n".join(header))
     print(HEADER, flush=True)
     rows = []
     with contextlib.ExitStack() as stack:
         work = args.work or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         for name in args.models:
             rows.extend(bench_model(name, args, work))
-    print(f"# load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
+    header.append(f"# load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
+    print(header[-1])
     for line in scaling_table(rows):
         print(f"# scaling {line}")
     for line in profile_lines(rows):
         print(line)
+    if args.markdown:
+        args.markdown.write_text(markdown(rows, header))
     if args.json:
         args.json.write_text(json.dumps({"peak_gflops": peak, "cpu": how, "rows": rows}, indent=2))
     return 0
