@@ -10,18 +10,20 @@ For each model (batch 1, the model's default input size, one real photo through 
 transform, weights from :func:`timmx.testing.live_weights`, seed 0, cached under --weights-dir)
 it exports
 
-- the generated C (compiled with $CC or cc and --cflags), run by its demo at each thread count
-  (``--threads N --bench RUNS``: the model's init starts the pool, the median of RUNS runs of
-  ``<prefix>_run`` is timed inside the process);
+- the generated C (compiled with $CC or cc and --cflags into a shared object with the kernel
+  library), loaded with ctypes: ``m_init(..., N)`` starts the pool, each timed call is one
+  ``m_run``;
 - the ONNX file of timmx's onnx backend, run by onnxruntime (CPU provider, ORT_ENABLE_ALL,
   ``intra_op_num_threads`` = N, sequential execution);
 - where installed, the LiteRT file of timmx's litert backend (fp32; the interpreter's XNNPACK
   delegate with ``num_threads`` = N) and the ExecuTorch program of its executorch backend (fp32,
   XNNPACK; the runtime's threadpool reset to N threads);
 
-and times them one after the other on the same input. It prints one row per model and thread
-count (median ms and each peer's latency over the C's), then the 1 -> N scaling of each
-runtime. Artifacts are kept in --work (reused when present: delete it after changing the
+and times them in the same process on the same input, interleaved: --rounds rounds of
+RUNS / rounds calls of each runtime in turn (after 3 warm-up calls each), so that a change in
+the machine's load hits all of them alike. It prints one row per model and thread count (the
+median ms over RUNS calls; ratios are C's latency over each peer's), then the 1 -> N scaling
+of each runtime. Artifacts are kept in --work (reused when present: delete it after changing the
 generator or the kernels).
 """
 
@@ -281,13 +283,13 @@ def bench_model(name: str, args, work: Path) -> list[dict]:
         (here / "c_steps.txt").write_text(str(gen.steps))
     base["c_steps"] = int((here / "c_steps.txt").read_text())
     flags = tuple(args.cflags.split())
-    exe = build_demo(cdir, "m", here / "build", cc=cc, flags=flags)
+    c_lib = c_library(cdir, here / "build-so", cc, flags)
     prof_exe = None
     if args.profile:
         prof_exe = build_demo(
             cdir, "m", here / "build-prof", cc=cc, flags=(*flags, "-DTXM_PROFILE")
         )
-    raw, out = here / "input.raw", here / "output.raw"
+    raw = here / "input.raw"
     xn.tofile(raw)
     weights = str(cdir / "m_weights.bin")
 
@@ -314,8 +316,13 @@ def bench_model(name: str, args, work: Path) -> list[dict]:
     rows = []
     for threads in args.threads:
         row = dict(base, threads=threads)
-        row["c_ms"], row["c_isa"], _ = _c_demo(exe, weights, raw, out, threads, args.runs)
-        row["c_max_abs_err"] = _max_err(np.fromfile(out, np.float32), ref)
+        runners: dict = {}
+        closers = []
+        c_model = CModel(c_lib, cdir, threads, xn.size)
+        c_model.set_input(xn)
+        closers.append(c_model.close)
+        runners["c"] = (c_model.run, lambda m=c_model: m.output())
+        row["c_isa"], row["c_threads"] = c_model.isa(), c_model.threads()
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -324,9 +331,11 @@ def bench_model(name: str, args, work: Path) -> list[dict]:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         feed = {sess.get_inputs()[0].name: xn}
-        row["ort_ms"] = median_ms(lambda s=sess, f=feed: s.run(None, f), args.runs)
-        row["ort_max_abs_err"] = _max_err(sess.run(None, feed)[0], ref)
-        del sess
+        ort_out: list = []
+        runners["ort"] = (
+            lambda s=sess, f=feed, o=ort_out: o.__setitem__(slice(None), s.run(None, f)),
+            lambda o=ort_out: o[0],
+        )
 
         if "litert" in peers:
             from ai_edge_litert.interpreter import Interpreter
@@ -335,9 +344,7 @@ def bench_model(name: str, args, work: Path) -> list[dict]:
             it.allocate_tensors()
             src, dst = it.get_input_details()[0], it.get_output_details()[0]
             it.set_tensor(src["index"], xn)
-            row["litert_ms"] = median_ms(it.invoke, args.runs)
-            row["litert_max_abs_err"] = _max_err(it.get_tensor(dst["index"]), ref)
-            del it
+            runners["litert"] = (it.invoke, lambda i=it, k=dst["index"]: i.get_tensor(k))
 
         if "executorch" in peers:
             from executorch.extension.pybindings import portable_lib
@@ -346,10 +353,19 @@ def bench_model(name: str, args, work: Path) -> list[dict]:
             portable_lib._unsafe_reset_threadpool(int(threads))
             row["executorch_threads"] = int(portable_lib._threadpool_get_thread_count())
             method = Runtime.get().load_program(peers["executorch"]).load_method("forward")
-            inputs = (x,)
-            row["executorch_ms"] = median_ms(lambda m=method, i=inputs: m.execute(i), args.runs)
-            row["executorch_max_abs_err"] = _max_err(method.execute(inputs)[0].numpy(), ref)
-            del method
+            et_out: list = []
+            runners["executorch"] = (
+                lambda m=method, o=et_out: o.__setitem__(slice(None), m.execute((x,))),
+                lambda o=et_out: o[0].numpy(),
+            )
+
+        times = interleaved(runners, args.runs, args.rounds)
+        for key, samples in times.items():
+            row[f"{key}_ms"] = statistics.median(samples)
+            row[f"{key}_min_ms"] = min(samples)
+            row[f"{key}_max_abs_err"] = _max_err(runners[key][1](), ref)
+        for close in closers:
+            close()
 
         if prof_exe is not None:
             _, _, err = _c_demo(prof_exe, weights, raw, here / "prof.raw", threads, args.runs)
@@ -359,6 +375,117 @@ def bench_model(name: str, args, work: Path) -> list[dict]:
         rows.append(row)
         print(format_row(row, args.peak), flush=True)
     return rows
+
+
+def interleaved(runners: dict, runs: int, rounds: int, warmup: int = 3) -> dict:
+    """Wall times (ms) of ``runs`` calls of each runner, taken in ``rounds`` interleaved rounds
+    (C, ORT, LiteRT, ExecuTorch, C, ...) so that a change in the machine's load hits all alike."""
+    for fn, _ in runners.values():
+        for _ in range(warmup):
+            fn()
+    times: dict = {key: [] for key in runners}
+    rounds = max(1, min(rounds, runs))
+    for r in range(rounds):
+        n = runs * (r + 1) // rounds - runs * r // rounds
+        for key, (fn, _) in runners.items():
+            for _ in range(n):
+                t0 = time.perf_counter()
+                fn()
+                times[key].append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def c_library(cdir: Path, build: Path, cc: list[str], flags: tuple[str, ...]) -> Path:
+    """The generated model + kernel library as a shared object (for in-process timing)."""
+    from timmx.c.build import kernel_objects, thread_libs
+
+    flags = (*flags, "-fPIC")
+    objs = kernel_objects(cc, flags)
+    kdir = cdir / "kernels"
+    build.mkdir(parents=True, exist_ok=True)
+    inc = [f"-I{cdir}", f"-I{kdir / 'include'}", f"-I{kdir / 'src'}"]
+    model_objs = []
+    for src in ("m.c", "m_labels.c"):
+        obj = build / (src[:-2] + ".pic.o")
+        subprocess.run([*cc, *flags, *inc, "-c", str(cdir / src), "-o", str(obj)], check=True)
+        model_objs.append(obj)
+    lib = build / "libm_model.so"
+    cmd = [*cc, "-shared", "-o", str(lib), *map(str, model_objs), *map(str, objs), "-lm"]
+    subprocess.run([*cmd, *thread_libs(flags)], check=True)
+    return lib
+
+
+class CModel:
+    """The generated model loaded with ctypes: m_init(threads) once, m_run per call."""
+
+    def __init__(self, lib_path: Path, cdir: Path, threads: int, in_floats: int):
+        import ctypes
+
+        import numpy as np
+
+        header = (cdir / "m.h").read_text()
+        arena = int(re.search(r"#define M_ARENA_SIZE (\d+)u", header).group(1))
+        out_floats = int(re.search(r"#define M_OUTPUT_SIZE (\d+)u", header).group(1))
+        self.lib = ctypes.CDLL(str(lib_path))
+        self.np = np
+        blob = (cdir / "m_weights.bin").read_bytes()
+        self.weights = self._aligned(len(blob))
+        self.weights[:] = np.frombuffer(blob, np.uint8)
+        self.arena = self._aligned(arena)
+        self.model = self._aligned(1 << 16)  # > sizeof(m_model) (a context and a pool)
+        self.x = self._aligned(in_floats * 4).view(np.float32)
+        self.y = self._aligned(out_floats * 4).view(np.float32)
+        p = ctypes.c_void_p
+        self._run = self.lib.m_run
+        self._run.argtypes = [p, p, p]
+        self.lib.m_init.argtypes = [p, p, ctypes.c_size_t, p, ctypes.c_size_t, ctypes.c_int]
+        self.lib.m_destroy.argtypes = [p]
+        self.lib.m_threads.argtypes = [p]
+        rc = self.lib.m_init(
+            self._ptr(self.model), self._ptr(self.weights), len(blob), self._ptr(self.arena),
+            arena, threads,
+        )  # fmt: skip
+        if rc != 0:
+            raise RuntimeError(f"m_init -> {rc}")
+        self.args = (self._ptr(self.model), self._ptr(self.x), self._ptr(self.y))
+
+    def _aligned(self, n: int):
+        raw = self.np.zeros(n + 64, self.np.uint8)
+        off = -raw.ctypes.data % 64
+        keep = self.__dict__.setdefault("_keep", [])
+        keep.append(raw)
+        return raw[off : off + n]
+
+    @staticmethod
+    def _ptr(a):
+        return a.ctypes.data
+
+    def set_input(self, x) -> None:
+        """Copy the model input (float32, the model's layout)."""
+        self.x[:] = x.reshape(-1)
+
+    def run(self) -> None:
+        """One m_run."""
+        rc = self._run(*self.args)
+        if rc != 0:
+            raise RuntimeError(f"m_run -> {rc}")
+
+    def output(self):
+        """The last output."""
+        return self.y.copy()
+
+    def threads(self) -> int:
+        """Threads the model runs on."""
+        return int(self.lib.m_threads(self._ptr(self.model)))
+
+    def isa(self) -> str:
+        """The kernels' ISA (from the demo's point of view: the context's first field)."""
+        names = {0: "scalar", 1: "avx2", 2: "avx512", 3: "neon"}
+        return names.get(int(self.model[:4].view(self.np.int32)[0]), "?")
+
+    def close(self) -> None:
+        """m_destroy: joins the threads."""
+        self.lib.m_destroy(self._ptr(self.model))
 
 
 PEERS = (("ort", "ORT"), ("litert", "LiteRT"), ("executorch", "ExecuTorch"))
@@ -494,6 +621,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("models", nargs="*", default=DEFAULT_MODELS)
     parser.add_argument("--threads", default="1", help="thread counts, e.g. 1,2")
     parser.add_argument("--runs", type=int, default=20, help="timed runs per runtime")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the runs")
     parser.add_argument("--cflags", default="-O2", help="flags for the generated C")
     parser.add_argument("--peak-gflops", type=float, help="override the computed core peak")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
