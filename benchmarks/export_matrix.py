@@ -4,14 +4,21 @@ Usage:
     uv run benchmarks/export_matrix.py --formats onnx,torchscript,torch-export \
         --models resnet50,efficientnet_b0 [--set mode=int8] [--json results.json]
 
-Each cell is one real export (random weights unless --pretrained), verified in its runtime.
+Each cell is one real export, verified in its runtime. Weights: live by default
+(``--live-weights``: timmx.testing.live_weights on real photos, exported with ``--checkpoint``,
+verified on a folder of the photos with ``--verify-data``; int8 modes calibrate on that folder
+with ``--calibration-data`` and verify on its held-out slice); ``--no-live-weights`` for timm's
+random init and seeded noise inputs; ``--set pretrained=true`` for timm's pretrained weights.
 Columns: seconds (whole export incl. verification), size, max abs error, cosine, top-1 agreement.
 """
 
 import argparse
 import json
 import tempfile
+import time
 from pathlib import Path
+
+from live_checkpoint import live_checkpoint  # benchmarks/live_checkpoint.py
 
 import timmx
 from timmx.core.registry import default_registry
@@ -32,8 +39,39 @@ def main() -> None:
     parser.add_argument("--models", required=True, help="comma-separated timm models")
     parser.add_argument("--set", action="append", default=[], help="option=value (repeatable)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    parser.add_argument(
+        "--live-weights",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="live weights and real-photo verification/calibration (default: on)",
+    )
     args = parser.parse_args()
     options = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
+    with tempfile.TemporaryDirectory() as weights:
+        run(args, options, Path(weights))
+
+
+def _live_options(model: str, options: dict, folder: Path, cache: dict) -> dict:
+    """--checkpoint with live weights, and --verify-data (or --calibration-data for int8) on a
+    folder of real photos, unless ``options`` name their own weights or data."""
+    from timmx.testing import write_photo_folder
+
+    extra: dict = {}
+    if not {"checkpoint", "pretrained"} & set(options):
+        if model not in cache:
+            cache[model] = live_checkpoint(model, folder)
+        extra["checkpoint"] = cache[model]
+    if not {"verify_data", "calibration_data", "random_calibration"} & set(options):
+        photos = folder / "photos"
+        if not photos.is_dir():
+            write_photo_folder(photos)
+        int8 = str(options.get("mode", "")) == "int8"
+        extra["calibration_data" if int8 else "verify_data"] = photos
+    return extra
+
+
+def run(args, options: dict, folder: Path) -> None:
+    checkpoints: dict = {}
     rows = []
     header = f"{'format':<13} {'model':<24} {'seconds':>8} {'size MiB':>9} {'max abs':>9}"
     print(header + f" {'cosine':>9} {'top-1':>6}  status")
@@ -43,8 +81,13 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 output = Path(tmp) / backend.default_output_name(model)
                 row = {"format": fmt, "model": model, **options}
+                started = time.perf_counter()
                 try:
-                    result = timmx.export(fmt, model, output=output, **options)
+                    extra = {}
+                    if args.live_weights:
+                        extra = _live_options(model, options, folder, checkpoints)
+                        row["weights"] = "live"
+                    result = timmx.export(fmt, model, output=output, **options, **extra)
                     v = result.verify
                     row.update(result.to_dict())
                     status = "ok" if v and v.checked else (v.note if v else "not verified")
@@ -56,8 +99,9 @@ def main() -> None:
                         f"{_fmt(v.top1_agree if v else None, 2):>6}  {status}",
                         flush=True,
                     )
-                except timmx.TimmxError as exc:
-                    row["error"] = str(exc)
+                except Exception as exc:  # a failed export or verification: report, go on
+                    row["error"] = f"{type(exc).__name__}: {exc}"
+                    row["seconds"] = round(time.perf_counter() - started, 1)
                     print(f"{fmt:<13} {model:<24} FAILED: {exc}", flush=True)
                 rows.append(row)
     if args.json:

@@ -1,54 +1,129 @@
 """Measure litert/executorch exports (seconds, size, max abs err, top-1, cosine) to JSON lines.
 
-Usage: uv run benchmarks/litert_executorch_matrix.py results.jsonl
+    uv run benchmarks/litert_executorch_matrix.py results.jsonl [--random-weights] [--models M ...]
+    uv run benchmarks/litert_executorch_matrix.py results.jsonl --markdown
+
+By default (``--live-weights``) every model gets live weights (timmx.testing.live_weights on a
+batch of real photos, saved as a state_dict and exported with ``--checkpoint``), fp32/fp16/
+dynamic-int8 verify on the photo folder (``--verify-data``) and int8 calibrates on the photo
+folder (``--calibration-data``; its held-out slice is the verification set).
+``--random-weights`` reproduces the old figures: timm's random init, seeded noise inputs and
+``--random-calibration --calibration-samples 8``.
+``--markdown`` prints the table of an existing results file.
 """
 
+import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from live_checkpoint import live_checkpoint  # benchmarks/live_checkpoint.py
 
 import timmx
 
 MODELS = ["test_efficientnet", "test_vit", "resnet50", "mobilenetv3_large_100"]
 CASES = [
-    ("litert", {"mode": "fp32"}),
-    ("litert", {"mode": "fp16"}),
-    ("litert", {"mode": "dynamic-int8"}),
-    ("litert", {"mode": "int8", "random_calibration": True, "calibration_samples": 8}),
-    ("executorch", {"mode": "fp32"}),
-    ("executorch", {"mode": "int8", "random_calibration": True, "calibration_samples": 8}),
+    ("litert", "fp32"),
+    ("litert", "fp16"),
+    ("litert", "dynamic-int8"),
+    ("litert", "int8"),
+    ("executorch", "fp32"),
+    ("executorch", "int8"),
 ]
-out = Path(sys.argv[1])
-with tempfile.TemporaryDirectory() as tmp:
-    for model in MODELS:
-        for fmt, opts in CASES:
-            suffix = ".tflite" if fmt == "litert" else ".pte"
-            t = time.perf_counter()
-            try:
-                r = timmx.export(fmt, model, output=Path(tmp) / f"m{suffix}", **opts)
-                v = r.verify
-                row = dict(
-                    format=fmt,
-                    mode=opts["mode"],
-                    model=model,
-                    seconds=round(r.seconds, 1),
-                    size_mib=round(r.size_bytes / 2**20, 2),
-                    max_abs=v.max_abs_err,
-                    top1=v.top1_agree,
-                    cosine=v.cosine,
-                    passed=v.passed,
-                    accuracy=r.details.get("accuracy"),
+
+
+def options(mode: str, live: bool, checkpoint: Path | None, photos: Path | None) -> dict:
+    opts: dict = {"mode": mode}
+    if live:
+        opts["checkpoint"] = checkpoint
+        if mode == "int8":
+            opts["calibration_data"] = photos  # verifies on the held-out slice
+        else:
+            opts["verify_data"] = photos
+    elif mode == "int8":
+        opts.update(random_calibration=True, calibration_samples=8)
+    return opts
+
+
+def measure(out: Path, models: list[str], live: bool) -> None:
+    from timmx.testing import write_photo_folder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        photos = write_photo_folder(Path(tmp) / "photos") if live else None
+        for model in models:
+            started = time.perf_counter()
+            checkpoint = live_checkpoint(model, Path(tmp)) if live else None
+            live_seconds = round(time.perf_counter() - started, 1)
+            for fmt, mode in CASES:
+                suffix = ".tflite" if fmt == "litert" else ".pte"
+                opts = options(mode, live, checkpoint, photos)
+                base = dict(
+                    format=fmt, mode=mode, model=model, weights="live" if live else "random"
                 )
-            except Exception as e:
-                row = dict(
-                    format=fmt,
-                    mode=opts["mode"],
-                    model=model,
-                    seconds=round(time.perf_counter() - t, 1),
-                    error=f"{type(e).__name__}: {str(e)[:300]}",
-                )
-            with out.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-            print(row, flush=True)
+                t = time.perf_counter()
+                try:
+                    r = timmx.export(fmt, model, output=Path(tmp) / f"m{suffix}", **opts)
+                    v = r.verify
+                    row = dict(
+                        base,
+                        seconds=round(r.seconds, 1),
+                        size_mib=round(r.size_bytes / 2**20, 2),
+                        max_abs=v.max_abs_err,
+                        top1=v.top1_agree,
+                        cosine=v.cosine,
+                        passed=v.passed,
+                        accuracy=r.details.get("accuracy"),
+                        live_weights_s=live_seconds,
+                    )
+                except Exception as e:
+                    row = dict(
+                        base,
+                        seconds=round(time.perf_counter() - t, 1),
+                        error=f"{type(e).__name__}: {str(e)[:400]}",
+                    )
+                with out.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(row, flush=True)
+
+
+def markdown(results: Path) -> str:
+    lines = [
+        "| backend | mode | model | export s | size MiB | max abs err | top-1 agree | cosine |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for line in results.read_text().splitlines():
+        r = json.loads(line)
+        head = f"| {r['format']} | {r['mode']} | {r['model']} | {r['seconds']} |"
+        if "error" in r:
+            error = r["error"].split(": ", 1)[-1].replace("|", "/").splitlines()[0]
+            lines.append(f"{head} - | FAILED: {error} | | |")
+        else:
+            lines.append(
+                f"{head} {r['size_mib']} | {r['max_abs']:.3g} | {r['top1']:.0%} | "
+                f"{r['cosine']:.4f} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path)
+    parser.add_argument(
+        "--live-weights",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="live weights + photo verification/calibration (default) or timm's random init",
+    )
+    parser.add_argument("--random-weights", dest="live_weights", action="store_false")
+    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--markdown", action="store_true", help="print the results as a table")
+    args = parser.parse_args()
+    if args.markdown:
+        print(markdown(args.results))
+    else:
+        measure(args.results, args.models, args.live_weights)
+
+
+if __name__ == "__main__":
+    main()
