@@ -58,3 +58,21 @@ def test_rewrites_match_the_original(model: str, size: int) -> None:
     assert all("forward" not in vars(m) and "_attn" not in vars(m) for m in net.modules()), (
         "the original model was modified"
     )
+
+
+def test_levit_strided_downsample_runs_in_ncnn(export_json, tmp_path: Path) -> None:
+    # LeViT's Downsample slices x[:, ::2, ::2], which pnnx cannot lower; the rewrite is a 1x1
+    # max pool of stride 2. timm's own initialization, not live weights: live LeViT weights are
+    # ill-conditioned (PyTorch fp32 against fp64: cosine 0.992), so no fp32 runtime matches them.
+    import torch
+
+    timm = import_timm()
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "levit.pth"
+    torch.save(timm.create_model("levit_128s").state_dict(), checkpoint)
+    out = tmp_path / "out"
+    data = export_json("ncnn", "levit_128s", "-o", out, "--no-fp16", "--checkpoint", checkpoint)
+    assert_passed(data)
+    assert data["verify"]["top1_agree"] == 1.0, f"top-1 must agree: {data['verify']}"
+    meta = json.loads((out / "timmx.json").read_text())
+    assert meta["attention_rewritten"] == "2", f"rewrites: {meta['attention_rewritten']}"

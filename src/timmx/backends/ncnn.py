@@ -207,6 +207,19 @@ def _patch_merging(self, x):
     return self.reduction(self.norm(x))
 
 
+def _strided_subsample(self, x):
+    """LeViT's Downsample (``x[:, ::s, ::s]`` on a (B, H, W, C) view, a strided slice pnnx
+    cannot lower) as a 1x1 max pool of stride s over the channels-first map: the same picks."""
+    import torch.nn.functional as F
+
+    if self.pool is not None:
+        return type(self).forward(self, x)
+    batch, _, channels = x.shape
+    x = x.reshape(batch, self.resolution[0], self.resolution[1], channels).permute(0, 3, 1, 2)
+    x = F.max_pool2d(x, kernel_size=1, stride=self.stride)
+    return x.flatten(2).transpose(1, 2)
+
+
 def _attention_rewrites() -> dict[type, object]:
     """timm's attention classes -> their 4-D forwards (classes this timm lacks are skipped)."""
     import importlib
@@ -222,6 +235,7 @@ def _attention_rewrites() -> dict[type, object]:
         ("timm.models.xcit", "PositionalEncodingFourier"): _constant_positions,
         ("timm.models.edgenext", "PositionalEncodingFourier"): _constant_positions,
         ("timm.models.swin_transformer", "PatchMerging"): _patch_merging,
+        ("timm.models.levit", "Downsample"): _strided_subsample,
         ("timm.models.swin_transformer", "SwinTransformerBlock"): ("_attn", _swin_window_attention),
     }
     found = {}
