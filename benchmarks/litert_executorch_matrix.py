@@ -14,6 +14,7 @@ folder (``--calibration-data``; its held-out slice is the verification set).
 
 import argparse
 import json
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -88,6 +89,7 @@ def measure(out: Path, models: list[str], live: bool) -> None:
 
 
 def markdown(results: Path) -> str:
+    """The table of a results file; a failed verification shows its figures, marked FAILED."""
     lines = [
         "| backend | mode | model | export s | size MiB | max abs err | top-1 agree | cosine |",
         "|---|---|---|---|---|---|---|---|",
@@ -95,9 +97,21 @@ def markdown(results: Path) -> str:
     for line in results.read_text().splitlines():
         r = json.loads(line)
         head = f"| {r['format']} | {r['mode']} | {r['model']} | {r['seconds']} |"
-        if "error" in r:
-            error = r["error"].split(": ", 1)[-1].replace("|", "/").splitlines()[0]
-            lines.append(f"{head} - | FAILED: {error} | | |")
+        error = r.get("error", "")
+        figures = re.search(
+            r"max abs err (\S+) \(atol (\S+), rtol ([^)]+)\), cosine (\S+) \(min ([^)]+)\), "
+            r"top-1 agreement (\d+%)",
+            error,
+        )
+        if figures:
+            err, atol, rtol, cosine, min_cosine, top1 = figures.groups()
+            # bold what failed: the element-wise bound (when the mode has one) or the cosine
+            err = f"**{err}** (atol {atol}, rtol {rtol})" if atol != "None" else err
+            low = float(cosine) < float(min_cosine)
+            cosine = f"**{cosine}** (min {min_cosine})" if low else f"{cosine} (min {min_cosine})"
+            lines.append(f"{head} **FAILED** (nothing written) | {err} | {top1} | {cosine} |")
+        elif error:
+            lines.append(f"{head} - | FAILED: {error.splitlines()[0][:200]} | | |")
         else:
             lines.append(
                 f"{head} {r['size_mib']} | {r['max_abs']:.3g} | {r['top1']:.0%} | "
