@@ -87,6 +87,7 @@ def run(args, options: dict, folder: Path) -> None:
                     if args.live_weights:
                         extra = _live_options(model, options, folder, checkpoints)
                         row["weights"] = "live"
+                    started = time.perf_counter()  # a failed row's seconds: the export alone
                     result = timmx.export(fmt, model, output=output, **options, **extra)
                     v = result.verify
                     row.update(result.to_dict())
