@@ -80,6 +80,8 @@ def run(args, options: dict, folder: Path) -> None:
         for model in args.models.split(","):
             with tempfile.TemporaryDirectory() as tmp:
                 output = Path(tmp) / backend.default_output_name(model)
+                if str(options.get("convert_to", "")) == "neuralnetwork":  # coreml: a .mlmodel
+                    output = output.with_suffix(".mlmodel")
                 row = {"format": fmt, "model": model, **options}
                 started = time.perf_counter()
                 try:
