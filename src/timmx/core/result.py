@@ -54,7 +54,7 @@ def verify_line(report: VerifyReport | None) -> str:
         return "not verified (--no-verify)"
     if not report.checked:
         return f"numerics NOT checked ({report.runtime}): {report.note}"
-    sizes = ", ".join(str(b) for b in report.batch_sizes)
+    sizes = ", ".join(str(b) for b in sorted(set(report.batch_sizes)))  # 16 photos: "1", not 16x
     verdict = "passed" if report.passed else "FAILED"
     text = (
         f"{verdict} in {report.runtime} ({report.precision}, batch {sizes}): "
