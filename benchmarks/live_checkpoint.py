@@ -1,6 +1,5 @@
-"""Live weights for the benchmark scripts, built as tests/conftest.py's ``live_checkpoint`` does:
-the model from timmx's own factory, :func:`timmx.testing.live_weights` on a batch of real photos,
-its state_dict saved for ``--checkpoint``."""
+"""Live weights for the benchmark scripts, built as the tests build theirs
+(:func:`timmx.testing.checkpoint.save_live_checkpoint`)."""
 
 from pathlib import Path
 
@@ -8,24 +7,6 @@ from pathlib import Path
 def live_checkpoint(model: str, folder: Path, **options) -> Path:
     """Save a state_dict of live weights for ``model`` (as timmx builds it with ``options``:
     num_classes, in_chans, input_size) into ``folder``; returns the file."""
-    import torch
+    from timmx.testing.checkpoint import save_live_checkpoint
 
-    from timmx._torch_env import import_timm
-    from timmx.core.job import CommonOptions
-    from timmx.core.model import create_timm_model
-    from timmx.testing import live_weights
-    from timmx.testing.images import photo_batch
-
-    torch.manual_seed(0)
-    net = create_timm_model(model, CommonOptions(**options))
-    config = import_timm().data.resolve_data_config({}, model=net)
-    size = options.get("input_size") or tuple(int(v) for v in config["input_size"])
-    if options.get("in_chans"):
-        size = (options["in_chans"], *size[1:])
-    if size[0] == 1:
-        mean, std = config["mean"], config["std"]
-        config = {**config, "mean": (sum(mean) / 3,), "std": (sum(std) / 3,)}
-    live_weights(net, images=photo_batch(tuple(size), config, 32))
-    path = Path(folder) / f"{model}.pth"
-    torch.save(net.state_dict(), path)
-    return path
+    return save_live_checkpoint(model, folder, **options)

@@ -113,32 +113,15 @@ def digits(tmp_path_factory):
 def live_checkpoint(tmp_path_factory):
     """``live_checkpoint(model, num_classes=, in_chans=, input_size=)``: a state_dict file of
     live weights for the model timmx builds with those flags."""
-    import torch
-
-    from timmx._torch_env import import_timm
-    from timmx.core.job import CommonOptions
-    from timmx.core.model import create_timm_model
-    from timmx.testing import live_weights
-    from timmx.testing.images import photo_batch
+    from timmx.testing.checkpoint import save_live_checkpoint
 
     made: dict[tuple, Path] = {}
 
     def make(model: str, **options) -> Path:
         key = (model, tuple(sorted(options.items())))
         if key not in made:
-            torch.manual_seed(0)
-            net = create_timm_model(model, CommonOptions(**options))
-            config = import_timm().data.resolve_data_config({}, model=net)
-            size = options.get("input_size") or tuple(int(v) for v in config["input_size"])
-            if options.get("in_chans"):
-                size = (options["in_chans"], *size[1:])
-            mean, std = config["mean"], config["std"]
-            if size[0] == 1:
-                config = {**config, "mean": (sum(mean) / 3,), "std": (sum(std) / 3,)}
-            live_weights(net, images=photo_batch(tuple(size), config, 32))
-            path = tmp_path_factory.mktemp("live") / f"{model}.pth"
-            torch.save(net.state_dict(), path)
-            made[key] = path
+            folder = tmp_path_factory.mktemp("live")
+            made[key] = save_live_checkpoint(model, folder, **options)
         return made[key]
 
     return make
