@@ -65,15 +65,17 @@ def _progress_bar(quiet: bool) -> Iterator[Any]:
 
 # ------------------------------------------------------------------------------ benchmark
 
+FORMATS = _keyword(  # shared by benchmark and matrix
+    "formats",
+    Annotated[
+        str | None,
+        typer.Option(help="Formats, comma-separated (default: every format that runs here)."),
+    ],
+    None,
+)
+
 BENCH_OWN = [
-    _keyword(
-        "formats",
-        Annotated[
-            str | None,
-            typer.Option(help="Formats, comma-separated (default: every format that runs here)."),
-        ],
-        None,
-    ),
+    FORMATS,
     _keyword(
         "threads",
         Annotated[str, typer.Option(help="Thread counts, comma-separated; 'all' = every core.")],
@@ -201,14 +203,7 @@ MATRIX_OWN = [
         ],
         None,
     ),
-    _keyword(
-        "formats",
-        Annotated[
-            str | None,
-            typer.Option(help="Formats, comma-separated (default: every format that runs here)."),
-        ],
-        None,
-    ),
+    FORMATS,
     _keyword(
         "out",
         Annotated[str, typer.Option(help="JSON-lines file the records are appended to.")],
