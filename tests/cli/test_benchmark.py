@@ -129,6 +129,21 @@ def test_benchmark_two_formats_table_and_json(cli, tmp_path, live_checkpoint):
     assert row["status"] == "unchecked" and "random init" in row["verify"]["note"]
 
 
+def test_benchmark_live_weights_exports_and_verifies(cli):
+    # --live-weights is the benchmark's own flag: it draws a checkpoint and must not reach the
+    # export as an option (it did once: "Unknown option 'live_weights'" on every row)
+    result = cli(
+        "benchmark", "test_resnet", "--formats", "onnx", "--runs", 1, "--warmup", 0,
+        "--threads", 1, "--live-weights", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["options"]["live_weights"] is True and data["options"]["checkpoint"]
+    row = data["rows"][1]
+    assert row["status"] == "passed", row
+    assert row["verify"]["passed"] is True and row["timings"][0]["median_ms"] > 0
+
+
 def test_benchmark_verification_failure_is_timed_and_marked(cli):
     result = cli(
         "benchmark", "test_resnet", "--formats", "onnx", "--runs", 1, "--warmup", 0,

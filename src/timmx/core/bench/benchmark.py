@@ -178,7 +178,7 @@ def run_benchmark(
         runs=runs,
         warmup=warmup,
         system=system_header(distributions),
-        options=options,
+        options=dict(options),  # a copy: live_weights below is a report fact, not an option
     )
     folder = artifacts or Path(tempfile.mkdtemp(prefix="timmx-benchmark-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -194,7 +194,7 @@ def run_benchmark(
                 raise ConfigurationError(
                     answer.get("error") or answer.get("worker_error") or "live weights failed"
                 )
-            options["checkpoint"] = answer["checkpoint"]
+            options["checkpoint"] = report.options["checkpoint"] = answer["checkpoint"]
             report.options["live_weights"] = True
         for index, name in enumerate([BASELINE, *formats]):
             label = "PyTorch eager" if name == BASELINE else name
