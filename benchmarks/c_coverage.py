@@ -5,10 +5,13 @@
     uv run python benchmarks/c_coverage.py --jobs 2 --json coverage.json
     uv run python benchmarks/c_coverage.py --skip-optional --timeout 900
 
-Each model (random weights, batch 1, its default input size) is exported with
-``timmx.export("c", name, output=tmpdir)`` in its own subprocess with a timeout, so one hang or
-crash does not stop the sweep. The export compiles the generated C and verifies it against
-PyTorch with timmx's default tolerance. The table's columns and order are fixed:
+Each model (live weights from :func:`timmx.testing.save_live_checkpoint`, or timm's random init
+with --random-weights; batch 1, its default input size) is exported with
+``timmx.export("c", name, output=tmpdir, checkpoint=..., verify_data=photos)`` in its own
+subprocess with a timeout, so one hang or crash does not stop the sweep. The export compiles the
+generated C and verifies it against PyTorch with timmx's default tolerance on real photos (the
+scikit-learn/scikit-image photos of :func:`timmx.testing.write_photo_folder`) through the model's
+eval transform. The table's columns and order are fixed:
 
     model  status  max_abs_err  params_M  export_s
 
@@ -64,12 +67,16 @@ OPTIONAL = {"vit_base_patch16_224", "beit_base_patch16_224", "dm_nfnet_f0"}
 UNSUPPORTED = re.compile(r"cannot lower (\S+)")
 
 
-def worker(name: str) -> None:
+def worker(name: str, random_weights: bool) -> None:
     """Export one model (in this process) and print one JSON line with the outcome."""
+    from pathlib import Path
+
     import torch
 
     import timmx
     from timmx._torch_env import import_timm
+    from timmx.testing import write_photo_folder
+    from timmx.testing.checkpoint import save_live_checkpoint
 
     timm = import_timm()  # torchvision's CUDA-only extension next to a CPU torch
     torch.manual_seed(0)
@@ -80,7 +87,15 @@ def worker(name: str) -> None:
         out["params_M"] = sum(p.numel() for p in m.parameters()) / 1e6
         del m
         with tempfile.TemporaryDirectory(prefix="timmx-cov-") as tmp:
-            result = timmx.export("c", name, output=os.path.join(tmp, "out"))
+            weights = {}
+            if not random_weights:
+                out["weights"] = "live"
+                photos = write_photo_folder(Path(tmp) / "photos")
+                weights = {
+                    "checkpoint": str(save_live_checkpoint(name, Path(tmp))),
+                    "verify_data": str(photos),
+                }
+            result = timmx.export("c", name, output=os.path.join(tmp, "out"), **weights)
         out["status"] = "ok"
         if result.verify is not None:
             out["max_abs_err"] = result.verify.max_abs_err
@@ -102,10 +117,11 @@ def worker(name: str) -> None:
     print("@@RESULT " + json.dumps(out), flush=True)
 
 
-def run_one(name: str, timeout: float) -> dict:
+def run_one(name: str, timeout: float, random_weights: bool) -> dict:
     """Run :func:`worker` in a subprocess; a hang becomes status ``timeout``."""
     started = time.perf_counter()
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", name]
+    cmd += ["--random-weights"] if random_weights else []
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -143,10 +159,11 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="models exported at once")
     ap.add_argument("--json", help="also write the results to this JSON file")
     ap.add_argument("--verbose", action="store_true", help="print failure messages")
+    ap.add_argument("--random-weights", action="store_true", help="timm's random init")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        worker(args.worker)
+        worker(args.worker, args.random_weights)
         return
     models = args.models or [m for m in MODELS if not (args.skip_optional and m in OPTIONAL)]
     header = f"{'model':<30} {'status':<44} {'max_abs_err':>11} {'params_M':>8} {'export_s':>8}"
@@ -154,7 +171,7 @@ def main() -> None:
     print("-" * len(header), flush=True)
     results: dict[str, dict] = {}
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {m: pool.submit(run_one, m, args.timeout) for m in models}
+        futures = {m: pool.submit(run_one, m, args.timeout, args.random_weights) for m in models}
         for m in models:  # print in list order, as each finishes
             r = futures[m].result()
             results[m] = r
