@@ -142,6 +142,9 @@ def test_benchmark_live_weights_exports_and_verifies(cli):
     row = data["rows"][1]
     assert row["status"] == "passed", row
     assert row["verify"]["passed"] is True and row["timings"][0]["median_ms"] > 0
+    # live weights are verified on the real photos, not on noise
+    inputs = row["verify"]["inputs"]
+    assert "images of --verify-data" in inputs and inputs.endswith("photos"), inputs
 
 
 def test_benchmark_verification_failure_is_timed_and_marked(cli):

@@ -115,6 +115,20 @@ def test_matrix_shards_resume_jobs_and_report(cli, tmp_path):
     assert len(_lines(merged)) == 4
 
 
+def test_matrix_live_weights_verify_on_photos(cli, tmp_path):
+    out = tmp_path / "live.jsonl"
+    result = cli("matrix", "--models", "test_resnet", "--formats", "torchscript", "--out", out,
+                 "--live-weights")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    (record,) = _lines(out)
+    assert record["status"] == "passed", record
+    inputs = record["verify"]["inputs"]
+    assert "images of --verify-data" in inputs and inputs.endswith("photos"), inputs
+    weights = tmp_path / "live.jsonl.weights"
+    assert len(list(weights.glob("test_resnet-*.pth"))) == 1
+    assert len(list((weights / "photos").glob("*.png"))) > 8
+
+
 def test_matrix_timeout_is_recorded(cli, tmp_path):
     out = tmp_path / "t.jsonl"
     result = cli("matrix", "--models", "test_resnet", "--formats", "onnx", "--out", out,

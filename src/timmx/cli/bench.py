@@ -101,7 +101,8 @@ BENCH_OWN = [
             typer.Option(
                 "--live-weights",
                 help="Random weights that keep every branch alive (timmx.testing; needs "
-                "scikit-image and scikit-learn) instead of timm's init.",
+                "scikit-image and scikit-learn) instead of timm's init, verified on real photos "
+                "unless --verify-data is given.",
             ),
         ],
         False,
@@ -247,7 +248,8 @@ MATRIX_OWN = [
             typer.Option(
                 "--live-weights",
                 help="Random weights that keep every branch alive (needs scikit-image and "
-                "scikit-learn), cached per model in --weights-dir.",
+                "scikit-learn), cached per model in --weights-dir, verified on real photos "
+                "unless --verify-data is given.",
             ),
         ],
         False,

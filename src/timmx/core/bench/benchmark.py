@@ -194,8 +194,8 @@ def run_benchmark(
                 raise ConfigurationError(
                     answer.get("error") or answer.get("worker_error") or "live weights failed"
                 )
-            options["checkpoint"] = report.options["checkpoint"] = answer["checkpoint"]
-            report.options["live_weights"] = True
+            options = {**answer["options"], "checkpoint": answer["checkpoint"]}
+            report.options.update(options, live_weights=True)
         for index, name in enumerate([BASELINE, *formats]):
             label = "PyTorch eager" if name == BASELINE else name
             progress(f"{label}: starting", index, len(formats) + 1)

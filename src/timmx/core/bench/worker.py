@@ -2,7 +2,8 @@
 
 Three kinds of request (JSON):
 
-- ``live``: write a live-weights checkpoint of a model (:func:`live_checkpoint`);
+- ``live``: write a live-weights checkpoint of a model (:func:`live_checkpoint`) and the
+  photo folder it is verified on (:func:`live_options`);
 - ``export``: one (model, format) pair of ``timmx matrix``: export with full verification,
   record status, figures, size, seconds or the converter's reason;
 - ``benchmark``: one row of ``timmx benchmark``: export (or reuse) the artifact, then time it
@@ -98,11 +99,44 @@ def _write_live(model: str, create: dict, path: Path) -> None:
     os.replace(partial, path)
 
 
+def photo_folder(folder: Path) -> Path:
+    """``folder/photos``: the real photographs of :func:`timmx.testing.write_photo_folder`,
+    written once (into a temporary sibling, then renamed, so parallel workers never see half of
+    it) and reused."""
+    photos = folder / "photos"
+    if photos.is_dir():
+        return photos
+    from timmx.testing import write_photo_folder
+
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=".photos-", dir=folder))
+    write_photo_folder(partial)
+    try:
+        partial.rename(photos)
+    except OSError:  # another worker got there first
+        import shutil
+
+        shutil.rmtree(partial, ignore_errors=True)
+    return photos
+
+
+def live_options(options: dict, folder: Path) -> dict:
+    """With live weights, verify on real photos (through the model's eval transform) unless
+    the options already name the verification or calibration images: on noise, weights whose
+    norms were calibrated on photos drift far out of range (efficientnetv2_rw_t: logits of
+    1,800 on noise, 19 on photos) and the comparison judges that instead of the converter."""
+    taken = {"verify_data", "calibration_data", "random_calibration"}
+    if taken & {k for k, v in options.items() if v not in (None, False)}:
+        return options
+    return {**options, "verify_data": str(photo_folder(folder))}
+
+
 def _with_weights(request: dict) -> dict:
     options = dict(request.get("options") or {})
     if request.get("live_weights"):
         folder = Path(request.get("weights_dir") or tempfile.gettempdir())
         options["checkpoint"] = str(live_checkpoint(request["model"], options, folder))
+        options = live_options(options, folder)
     return options
 
 
@@ -386,7 +420,8 @@ def _measure(backend, job, artifact, info, request, row, runtime=None) -> None:
 
 HANDLERS = {
     "live": lambda r: {
-        "checkpoint": str(live_checkpoint(r["model"], r.get("options") or {}, Path(r["folder"])))
+        "checkpoint": str(live_checkpoint(r["model"], r.get("options") or {}, Path(r["folder"]))),
+        "options": live_options(r.get("options") or {}, Path(r["folder"])),
     },
     "export": export_pair,
     "benchmark": benchmark_row,
