@@ -120,24 +120,33 @@ class CBackend(ExportBackend):
 
     @contextlib.contextmanager
     def runtime(self, job, artifact: Path, *, threads: int | None = None):
-        """The generated program built with the system C compiler, run on ``threads`` threads
-        (the model's init starts them; None: one per online core)."""
+        """The generated model built with the system C compiler into a shared object and run in
+        this process on ``threads`` threads (init starts them once; None: one per online core),
+        as an application embeds it: what ``timmx benchmark`` times and --eval-data runs."""
         from timmx.c.build import require_compiler
-        from timmx.c.export import c_runner
+        from timmx.c.inprocess import inprocess_runner
 
         if threads is not None and threads < 0:
             raise ConfigurationError(f"threads must be >= 0 (0: all cores), not {threads}")
         cc = require_compiler()
         with tempfile.TemporaryDirectory(prefix="timmx-c-build-") as tmp:
             prefix, nhwc = self.prefix(job), job.options.nhwc_input
-            yield c_runner(artifact, prefix, Path(tmp), nhwc_input=nhwc, cc=cc, threads=threads)
+            with inprocess_runner(
+                artifact, prefix, Path(tmp), cc=cc, nhwc_input=nhwc, threads=threads
+            ) as run:
+                yield run
 
     def verify(self, job, artifact: Path) -> VerifyReport:
-        """Compile with the system C compiler, run on the sample input, compare with PyTorch."""
+        """Compile the generated demo program with the system C compiler, run it on the sample
+        input (a process per batch, as a user runs it), compare with PyTorch."""
         from timmx.c.build import compiler_id, require_compiler
+        from timmx.c.export import c_runner
 
-        runtime = "C (" + compiler_id(require_compiler()).split(" (")[0] + ")"
-        with self.runtime(job, artifact) as run:
+        cc = require_compiler()
+        runtime = "C (" + compiler_id(cc).split(" (")[0] + ")"
+        with tempfile.TemporaryDirectory(prefix="timmx-c-build-") as tmp:
+            prefix, nhwc = self.prefix(job), job.options.nhwc_input
+            run = c_runner(artifact, prefix, Path(tmp), nhwc_input=nhwc, cc=cc)
             return verify_with_runner(
                 job, run, runtime, note="compiled with -O2; kernels picked for this CPU at init"
             )

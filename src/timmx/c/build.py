@@ -70,13 +70,14 @@ def cache_root() -> Path:
     return Path(base) / "c-kernels"
 
 
-def _kernel_dir() -> Path:
+def kernel_dir() -> Path:
+    """The kernel library's sources (``src/``, ``include/``) shipped inside timmx."""
     return Path(__file__).resolve().parent / "kernels"
 
 
 def _sources_hash(cc: list[str], flags: tuple[str, ...]) -> str:
     h = hashlib.sha256()
-    kdir = _kernel_dir()
+    kdir = kernel_dir()
     for p in sorted([*(kdir / "src").rglob("*"), *(kdir / "include").rglob("*")]):
         if p.suffix in (".c", ".h", ".inc"):
             h.update(p.relative_to(kdir).as_posix().encode())
@@ -86,7 +87,9 @@ def _sources_hash(cc: list[str], flags: tuple[str, ...]) -> str:
     return h.hexdigest()[:24]
 
 
-def _run(cmd: list[str], what: str, cwd: Path | None = None) -> str:
+def run_tool(cmd: list[str], what: str, cwd: Path | None = None) -> str:
+    """Run a compiler or linker; on failure an ExportError naming ``what`` with the output's
+    last lines. Returns its stderr (warnings)."""
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-25:]
@@ -99,7 +102,7 @@ def kernel_objects(cc: list[str], flags: tuple[str, ...] = DEFAULT_FLAGS) -> lis
     key = _sources_hash(cc, flags)
     out = cache_root() / key
     stamp = out / "done"
-    kdir = _kernel_dir()
+    kdir = kernel_dir()
     sources = sorted((kdir / "src").glob("*.c"))
     if stamp.exists():
         return [out / (s.stem + ".o") for s in sources]
@@ -107,7 +110,7 @@ def kernel_objects(cc: list[str], flags: tuple[str, ...] = DEFAULT_FLAGS) -> lis
     inc = [f"-I{kdir / 'include'}", f"-I{kdir / 'src'}"]
 
     def compile_one(src: Path) -> None:
-        _run(
+        run_tool(
             [*cc, *flags, *WARN_FLAGS, *inc, "-c", str(src), "-o", str(tmp / (src.stem + ".o"))],
             f"compiling kernel {src.name}",
         )
@@ -145,7 +148,7 @@ def build_demo(
     """Compile the generated model + main.c against the cached kernels; returns the binary."""
     cc = cc or require_compiler()
     objs = kernel_objects(cc, flags)
-    kdir = _kernel_dir()
+    kdir = kernel_dir()
     inc = [f"-I{src_dir}", f"-I{kdir / 'include'}", f"-I{kdir / 'src'}"]
     warn = [*WARN_FLAGS, *(["-Werror"] if werror else [])]
     sources = [src_dir / f"{prefix}.c", src_dir / "main.c"]
@@ -157,14 +160,18 @@ def build_demo(
 
     def compile_one(src: Path) -> Path:
         obj = build_dir / (src.stem + ".o")
-        _run([*cc, *flags, *warn, *inc, "-c", str(src), "-o", str(obj)], f"compiling {src.name}")
+        run_tool(
+            [*cc, *flags, *warn, *inc, "-c", str(src), "-o", str(obj)], f"compiling {src.name}"
+        )
         return obj
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         model_objs = list(pool.map(compile_one, sources))
     exe = build_dir / f"{prefix}_demo"
     libs = ["-lm", *thread_libs(flags)]
-    _run([*cc, *flags, "-o", str(exe), *map(str, model_objs), *map(str, objs), *libs], "linking")
+    run_tool(
+        [*cc, *flags, "-o", str(exe), *map(str, model_objs), *map(str, objs), *libs], "linking"
+    )
     return exe
 
 
@@ -191,10 +198,10 @@ def kernel_library(cc: list[str]) -> ctypes.CDLL:
         return _LIBS[key]
     path = cache_root() / f"libtxk-{key}.so"
     if not path.exists():
-        kdir = _kernel_dir()
+        kdir = kernel_dir()
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         _ensure(path.parent)
-        _run(
+        run_tool(
             [
                 *cc,
                 *flags,

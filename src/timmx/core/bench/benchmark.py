@@ -258,8 +258,8 @@ MARKS = {
 
 LOAD_NOTES = {
     "c": (
-        "load ms includes compiling the generated C with the system compiler; each run is one "
-        "demo process (its init starts the threads)"
+        "load ms includes compiling the generated C into a shared object with the system "
+        "compiler and its init (weights, arena, threads); each run is one in-process call"
     ),
 }
 LEGEND = (

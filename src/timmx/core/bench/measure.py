@@ -31,7 +31,7 @@ THREAD_CONTROL = {
     "openvino": "OpenVINO INFERENCE_NUM_THREADS",
     "mnn": "MNN numThread",
     "executorch": "ExecuTorch threadpool (_unsafe_reset_threadpool)",
-    "c": "the model's init (demo --threads)",
+    "c": "the model's init (threads argument)",
     "coreai": "not settable",
     "coreml": "not settable",
     "tensorrt": "GPU",
