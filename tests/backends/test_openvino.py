@@ -45,6 +45,8 @@ def test_fp32_dynamic_batch_matches_pytorch_and_carries_metadata(export_json, tm
     assert verify["default_max_abs_err"] is not None, "the default precision's error is reported"
     assert "default precision" in data["details"]["default"], data["details"]
     assert leftovers(tmp_path) == ["resnet.bin", "resnet.xml"], leftovers(tmp_path)
+    both = out.stat().st_size + out.with_suffix(".bin").stat().st_size
+    assert data["size_bytes"] == both, "the size counts the .bin of weights beside the .xml"
     meta = read_metadata(out)
     assert meta["model"] == "test_resnet" and meta["openvino_mode"] == "fp32", meta
     assert json.loads(meta["input_shape"]) == [-1, 3, 160, 160], meta["input_shape"]

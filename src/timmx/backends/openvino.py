@@ -316,6 +316,11 @@ class OpenVINOBackend(ExportBackend):
                 f"preset {metadata['nncf_preset']}, model type {metadata['nncf_model_type']}"
             )
 
+    def artifact_size(self, path: Path) -> int:
+        """The ``.xml`` and the ``.bin`` of weights beside it."""
+        weights = weights_path(path)
+        return path.stat().st_size + (weights.stat().st_size if weights.is_file() else 0)
+
     @contextlib.contextmanager
     def runtime(self, job, artifact: Path, *, threads: int | None = None):
         """The CPU plugin with INFERENCE_PRECISION_HINT=f32 (``threads``: INFERENCE_NUM_THREADS)."""

@@ -120,6 +120,13 @@ class ExportBackend(ABC):
             return f"{stem}_{self.name.replace('-', '_')}"
         return f"{stem}{self.suffix}"
 
+    def artifact_size(self, path: Path) -> int:
+        """Bytes of the artifact at ``path``: the file, or every file of a directory. Formats
+        with files beside the named one (OpenVINO's ``.bin``) add them."""
+        from timmx.core.result import path_size
+
+        return path_size(path)
+
     def owns(self, path: Path) -> bool:
         """Whether the existing folder ``path`` is an artifact of this format (safe to replace).
 

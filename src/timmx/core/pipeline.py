@@ -24,7 +24,7 @@ from timmx.core.isolation import run_isolated, sigterm_as_interrupt
 from timmx.core.job import CommonOptions, ExportJob, require_device, validate_common
 from timmx.core.options import parse_options, reject_unknown, specs
 from timmx.core.quiet import quiet
-from timmx.core.result import ExportResult, path_size
+from timmx.core.result import ExportResult
 from timmx.core.staging import Staging, missing_parents
 from timmx.errors import (
     AccuracyError,
@@ -210,7 +210,7 @@ def run_export(
         format=backend.name,
         model=job.model_name,
         output=job.output,
-        size_bytes=path_size(job.output),
+        size_bytes=backend.artifact_size(job.output),
         seconds=time.perf_counter() - started,
         verify=report,
         notes=job.notes,

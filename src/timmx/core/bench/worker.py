@@ -147,7 +147,6 @@ def export_pair(request: dict) -> dict:
     """One (model, format) pair: export with full verification; what happened, as a record."""
     from timmx.core.pipeline import make_job, run_export
     from timmx.core.registry import default_registry
-    from timmx.core.result import path_size
 
     model, fmt = request["model"], request["format"]
     record: dict[str, object] = {"model": model, "format": fmt}
@@ -163,7 +162,7 @@ def export_pair(request: dict) -> dict:
         output = folder / backend.default_output(job).name
         result = run_export(backend, model, {**options, "output": output}, progress=_progress)
         record.update(_status(result.verify, result.evaluation))
-        record["size_bytes"] = path_size(result.output)
+        record["size_bytes"] = backend.artifact_size(result.output)
         record["notes"] = list(result.notes)
         record["details"] = {k: v for k, v in result.details.items() if _jsonable(v)}
     except (VerificationError, AccuracyError) as exc:
@@ -236,7 +235,6 @@ def benchmark_row(request: dict) -> dict:
 def _format_row(request: dict, options: dict, row: dict) -> None:
     from timmx.core.pipeline import make_job, run_export
     from timmx.core.registry import default_registry
-    from timmx.core.result import path_size
 
     model = request["model"]
     backend = default_registry().get(request["format"])
@@ -274,7 +272,7 @@ def _format_row(request: dict, options: dict, row: dict) -> None:
             lambda report: _model_info(model, options), _progress, "The model preparation"
         )
     row["artifact"] = str(artifact)
-    row["size_bytes"] = path_size(artifact)
+    row["size_bytes"] = backend.artifact_size(artifact)
     verify = row.get("verify") or {}
     if verify.get("default_precision"):
         row["default_precision"] = verify["default_precision"]
