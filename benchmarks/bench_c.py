@@ -259,6 +259,7 @@ def bench_model(name: str, args, work: Path) -> list[dict]:
     from timmx.backends._onnx_graph import export_onnx
     from timmx.c.build import build_demo, require_compiler
     from timmx.c.export import export_c
+    from timmx.c.inprocess import LoadedModel, build_shared
     from timmx.core.bench.worker import live_checkpoint
     from timmx.core.job import CommonOptions
     from timmx.core.model import prepare_model
@@ -283,7 +284,7 @@ def bench_model(name: str, args, work: Path) -> list[dict]:
         (here / "c_steps.txt").write_text(str(gen.steps))
     base["c_steps"] = int((here / "c_steps.txt").read_text())
     flags = tuple(args.cflags.split())
-    c_lib = c_library(cdir, here / "build-so", cc, flags)
+    c_lib = build_shared(cdir, "m", here / "build-so", cc, flags)
     prof_exe = None
     if args.profile:
         prof_exe = build_demo(
@@ -318,11 +319,11 @@ def bench_model(name: str, args, work: Path) -> list[dict]:
         row = dict(base, threads=threads)
         runners: dict = {}
         closers = []
-        c_model = CModel(c_lib, cdir, threads, xn.size)
+        c_model = LoadedModel(c_lib, cdir, "m", threads)
         c_model.set_input(xn)
         closers.append(c_model.close)
-        runners["c"] = (c_model.run, lambda m=c_model: m.output())
-        row["c_isa"], row["c_threads"] = c_model.isa(), c_model.threads()
+        runners["c"] = (c_model.run, c_model.output)
+        row["c_isa"], row["c_threads"] = c_model.isa, c_model.threads
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -393,99 +394,6 @@ def interleaved(runners: dict, runs: int, rounds: int, warmup: int = 3) -> dict:
                 fn()
                 times[key].append((time.perf_counter() - t0) * 1e3)
     return times
-
-
-def c_library(cdir: Path, build: Path, cc: list[str], flags: tuple[str, ...]) -> Path:
-    """The generated model + kernel library as a shared object (for in-process timing)."""
-    from timmx.c.build import kernel_objects, thread_libs
-
-    flags = (*flags, "-fPIC")
-    objs = kernel_objects(cc, flags)
-    kdir = cdir / "kernels"
-    build.mkdir(parents=True, exist_ok=True)
-    inc = [f"-I{cdir}", f"-I{kdir / 'include'}", f"-I{kdir / 'src'}"]
-    model_objs = []
-    for src in ("m.c", "m_labels.c"):
-        obj = build / (src[:-2] + ".pic.o")
-        subprocess.run([*cc, *flags, *inc, "-c", str(cdir / src), "-o", str(obj)], check=True)
-        model_objs.append(obj)
-    lib = build / "libm_model.so"
-    cmd = [*cc, "-shared", "-o", str(lib), *map(str, model_objs), *map(str, objs), "-lm"]
-    subprocess.run([*cmd, *thread_libs(flags)], check=True)
-    return lib
-
-
-class CModel:
-    """The generated model loaded with ctypes: m_init(threads) once, m_run per call."""
-
-    def __init__(self, lib_path: Path, cdir: Path, threads: int, in_floats: int):
-        import ctypes
-
-        import numpy as np
-
-        header = (cdir / "m.h").read_text()
-        arena = int(re.search(r"#define M_ARENA_SIZE (\d+)u", header).group(1))
-        out_floats = int(re.search(r"#define M_OUTPUT_SIZE (\d+)u", header).group(1))
-        self.lib = ctypes.CDLL(str(lib_path))
-        self.np = np
-        blob = (cdir / "m_weights.bin").read_bytes()
-        self.weights = self._aligned(len(blob))
-        self.weights[:] = np.frombuffer(blob, np.uint8)
-        self.arena = self._aligned(arena)
-        self.model = self._aligned(1 << 16)  # > sizeof(m_model) (a context and a pool)
-        self.x = self._aligned(in_floats * 4).view(np.float32)
-        self.y = self._aligned(out_floats * 4).view(np.float32)
-        p = ctypes.c_void_p
-        self._run = self.lib.m_run
-        self._run.argtypes = [p, p, p]
-        self.lib.m_init.argtypes = [p, p, ctypes.c_size_t, p, ctypes.c_size_t, ctypes.c_int]
-        self.lib.m_destroy.argtypes = [p]
-        self.lib.m_threads.argtypes = [p]
-        rc = self.lib.m_init(
-            self._ptr(self.model), self._ptr(self.weights), len(blob), self._ptr(self.arena),
-            arena, threads,
-        )  # fmt: skip
-        if rc != 0:
-            raise RuntimeError(f"m_init -> {rc}")
-        self.args = (self._ptr(self.model), self._ptr(self.x), self._ptr(self.y))
-
-    def _aligned(self, n: int):
-        raw = self.np.zeros(n + 64, self.np.uint8)
-        off = -raw.ctypes.data % 64
-        keep = self.__dict__.setdefault("_keep", [])
-        keep.append(raw)
-        return raw[off : off + n]
-
-    @staticmethod
-    def _ptr(a):
-        return a.ctypes.data
-
-    def set_input(self, x) -> None:
-        """Copy the model input (float32, the model's layout)."""
-        self.x[:] = x.reshape(-1)
-
-    def run(self) -> None:
-        """One m_run."""
-        rc = self._run(*self.args)
-        if rc != 0:
-            raise RuntimeError(f"m_run -> {rc}")
-
-    def output(self):
-        """The last output."""
-        return self.y.copy()
-
-    def threads(self) -> int:
-        """Threads the model runs on."""
-        return int(self.lib.m_threads(self._ptr(self.model)))
-
-    def isa(self) -> str:
-        """The kernels' ISA (from the demo's point of view: the context's first field)."""
-        names = {0: "scalar", 1: "avx2", 2: "avx512", 3: "neon"}
-        return names.get(int(self.model[:4].view(self.np.int32)[0]), "?")
-
-    def close(self) -> None:
-        """m_destroy: joins the threads."""
-        self.lib.m_destroy(self._ptr(self.model))
 
 
 PEERS = (("ort", "ORT"), ("litert", "LiteRT"), ("executorch", "ExecuTorch"))

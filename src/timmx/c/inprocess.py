@@ -109,16 +109,36 @@ class LoadedModel:
 
     def __call__(self, x):
         """One forward pass of a float32 array of the model's input size (its layout)."""
+        self.set_input(x)
+        self.run()
+        return self.output()
+
+    def set_input(self, x) -> None:
+        """Copy ``x`` (float32, the model's layout and input size) into the input buffer."""
         self.x[:] = self._np.asarray(x, dtype=self._np.float32).reshape(-1)
+
+    def run(self) -> None:
+        """One ``<prefix>_run`` on the input buffer (no copies: what a timing loop calls)."""
         rc = self._run(*self._args)
         if rc != 0:
             raise ExportError(f"the generated model's run failed ({rc})")
+
+    def output(self):
+        """A copy of the last output (flat float32)."""
         return self.y.copy()
 
     @property
     def threads(self) -> int:
         """Threads the runs use (the caller's included)."""
         return int(self._threads(self.model.ctypes.data))
+
+    @property
+    def isa(self) -> str:
+        """The kernels' ISA picked at init (the model's context starts with it)."""
+        import ctypes
+
+        name = self._fn("txk_isa_name", [ctypes.c_int], ctypes.c_char_p)
+        return name(int(self.model[:4].view(self._np.int32)[0])).decode()
 
     def close(self) -> None:
         """Join the threads init started (safe twice)."""
