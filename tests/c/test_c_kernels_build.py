@@ -14,7 +14,10 @@ import txk_ctypes as T
 
 SELFTEST = Path(__file__).resolve().parent / "kernels" / "txk_selftest.c"
 # every compiled source but the SIMD ISA files (f32-avx2.c, f32-avx512.c, f32-neon.c)
-PORTABLE = ["dispatch.c", "ref.c", "conv.c", "ops.c", "gen_ops.c", "f32-scalar.c", "weights.c"]
+PORTABLE = [
+    "dispatch.c", "ref.c", "conv.c", "gemm.c", "matmul.c", "ops.c", "gen_ops.c", "f32-scalar.c",
+    "weights.c",
+]  # fmt: skip
 
 
 def build_and_run(cc: str, out: Path, flags: list[str]) -> str:

@@ -152,7 +152,7 @@ def test_winograd_and_threadpool_sources_are_strict_c99(tmp_path) -> None:
     for cc in ("gcc", "clang"):
         if shutil.which(cc) is None:
             continue
-        for name in ("winograd.c", "threadpool.c", "conv.c"):
+        for name in ("winograd.c", "threadpool.c", "conv.c", "gemm.c", "matmul.c"):
             src, obj = str(T.SRC_DIR / name), str(tmp_path / "o.o")
             cmd = [cc, "-std=c99", "-pedantic-errors", "-Wall", "-Wextra", "-Werror",
                    f"-I{T.INCLUDE_DIR}", "-c", src, "-o", obj]  # fmt: skip

@@ -1,0 +1,188 @@
+/* Drivers layer: the GEMM driver (rows x packed weights over the context's GEMM
+ * micro-kernel, L2 blocking, the split over the thread pool), txk_gemm_groups and linear.
+ * Strict C99. */
+#include <string.h>
+
+#include "internal/txk_gemm_driver.h"
+
+/* Weights of one OC chunk are kept below this many bytes (L2 blocking). */
+#define TXK_L2_WEIGHT_BYTES (384u * 1024u)
+
+static size_t chunk_blocks(size_t block_floats, size_t nr_blocks) {
+  size_t nb = TXK_L2_WEIGHT_BYTES / (block_floats * 4);
+  nb = nb / nr_blocks * nr_blocks;
+  return nb < nr_blocks ? nr_blocks : nb;
+}
+
+/* Columns [oc_u0, oc_u1) (units of NR) x rows [px_u0, px_u1) (units of MR) of group g. */
+void txk_gemm_range(const gemm_job* j, size_t g, size_t oc_u0, size_t oc_u1, size_t px_u0,
+                       size_t px_u1) {
+  const txk_ukernel_info* info = j->ctx->ukernel[TXK_FAMILY_GEMM];
+  const txk_gemm_ukernel_fn fn = (txk_gemm_ukernel_fn)info->fn;
+  const size_t mr_max = (size_t)info->mr, nr = (size_t)info->nr;
+  const size_t nr_blocks = nr / 16;
+  const size_t nb = (j->ncols + 15) / 16;
+  const size_t cb = chunk_blocks(j->block_floats, nr_blocks);
+  const rows_desc* rd = &j->rd;
+  const float* base = rd->base + (ptrdiff_t)g * j->a_gs;
+  const float* w = j->w + (ptrdiff_t)g * j->w_gs;
+  float* y = j->y + (ptrdiff_t)g * j->y_gs;
+  const float* r = j->r ? j->r + (ptrdiff_t)g * j->r_gs : NULL;
+  const size_t bb = oc_u0 * nr_blocks;
+  const size_t be = oc_u1 * nr_blocks < nb ? oc_u1 * nr_blocks : nb;
+  const size_t pb = px_u0 * mr_max;
+  const size_t pe = px_u1 * mr_max < rd->m ? px_u1 * mr_max : rd->m;
+  const float* a[TXK_MAX_MR];
+  size_t b0, p0, b, i;
+  for (b0 = bb; b0 < be; b0 += cb) {
+    const size_t b1 = b0 + cb < be ? b0 + cb : be;
+    /* (row, column) of pixel p0: one division per range, then stepped */
+    size_t oh = pb / rd->row_w, ow = pb % rd->row_w;
+    for (p0 = pb; p0 < pe; p0 += mr_max) {
+      const size_t mr = pe - p0 < mr_max ? pe - p0 : mr_max;
+      for (i = 0; i < mr_max; i++) {
+        a[i] = base + oh * rd->step_h + ow * rd->step_w;
+        /* rows >= mr repeat the last valid row; a full tile steps on to the next p0 */
+        if (i + 1 < mr || (i + 1 == mr_max && mr == mr_max)) {
+          if (++ow == rd->row_w) {
+            ow = 0;
+            oh++;
+          }
+        }
+      }
+      for (b = b0; b < b1; b += nr_blocks) {
+        const size_t oc = b * 16;
+        const size_t nc = j->ncols - oc < nr ? j->ncols - oc : nr;
+        fn(mr, nc, j->kc, j->ks, a, j->off, w + b * j->block_floats, j->block_floats,
+           y + p0 * j->ys + oc, j->ys, r ? r + p0 * j->rs + oc : NULL, j->rs, j->ep);
+      }
+    }
+  }
+}
+
+static void gemm_task(void* arg, size_t t) {
+  const gemm_job* j = (const gemm_job*)arg;
+  const size_t per_group = j->n_oc * j->n_px;
+  const size_t g = t / per_group, io = t % per_group / j->n_px, ip = t % j->n_px;
+  txk_gemm_range(j, g, io * j->oc_units / j->n_oc, (io + 1) * j->oc_units / j->n_oc,
+             ip * j->px_units / j->n_px, (ip + 1) * j->px_units / j->n_px);
+}
+
+/* Split `units_a` x `units_b` into about `want` parts, `a` first when prefer_a. */
+static void split2(size_t units_a, size_t units_b, size_t want, int prefer_a, size_t* na,
+                   size_t* nb) {
+  if (prefer_a) {
+    *na = units_a < want ? units_a : want;
+    *nb = (want + *na - 1) / *na;
+    if (*nb > units_b) *nb = units_b;
+  } else {
+    *nb = units_b < want ? units_b : want;
+    *na = (want + *nb - 1) / *nb;
+    if (*na > units_a) *na = units_a;
+  }
+  if (*na < 1) *na = 1;
+  if (*nb < 1) *nb = 1;
+}
+
+void txk_run_gemm_job(gemm_job* j) {
+  const txk_ukernel_info* info = j->ctx->ukernel[TXK_FAMILY_GEMM];
+  const size_t mr = (size_t)info->mr, nr = (size_t)info->nr;
+  const double macs = (double)j->groups * (double)j->rd.m * (double)j->ncols *
+                      (double)j->kc * (double)j->ks;
+  size_t want = txk_want_tasks(j->ctx, macs, TXK_MIN_TASK_MACS);
+  j->oc_units = (j->ncols + nr - 1) / nr;
+  j->px_units = (j->rd.m + mr - 1) / mr;
+  if (j->rd.m == 0 || j->ncols == 0) return;
+  if (want <= 1) {
+    size_t g;
+    for (g = 0; g < j->groups; g++) txk_gemm_range(j, g, 0, j->oc_units, 0, j->px_units);
+    return;
+  }
+  want = (want + j->groups - 1) / j->groups;
+  /* weights larger than the activations: split output channels first (each thread streams
+   * its own part of the weights), else split pixels */
+  split2(j->oc_units, j->px_units, want, j->ncols >= j->rd.m, &j->n_oc, &j->n_px);
+  txk_parallel(j->ctx, gemm_task, j, j->groups * j->n_oc * j->n_px);
+}
+
+void txk_run_gemm(const txk_context* ctx, const rows_desc* rd, size_t kc, size_t ks,
+                     const ptrdiff_t* off, const float* w, size_t block_floats, size_t ncols,
+                     float* y, size_t ys, const float* r, size_t rs, const txk_epilogue* ep) {
+  gemm_job j;
+  memset(&j, 0, sizeof j);
+  j.ctx = ctx;
+  j.rd = *rd;
+  j.kc = kc;
+  j.ks = ks;
+  j.off = off;
+  j.w = w;
+  j.block_floats = block_floats;
+  j.ncols = ncols;
+  j.y = y;
+  j.ys = ys;
+  j.r = r;
+  j.rs = rs;
+  j.ep = ep;
+  j.groups = 1;
+  txk_run_gemm_job(&j);
+}
+
+void txk_gemm_groups(const txk_context* ctx, size_t groups, size_t m, size_t k, size_t n,
+                     const float* a, size_t lda, const float* w, size_t w_gs, float* y,
+                     size_t ldy) {
+  static const ptrdiff_t off0[1] = {0};
+  txk_epilogue ep;
+  gemm_job j;
+  memset(&ep, 0, sizeof ep);
+  memset(&j, 0, sizeof j);
+  j.ctx = ctx;
+  j.rd.base = a;
+  j.rd.m = m;
+  j.rd.row_w = m;
+  j.rd.step_w = lda;
+  j.kc = k;
+  j.ks = 1;
+  j.off = off0;
+  j.w = w;
+  j.block_floats = 16 * (1 + k);
+  j.ncols = n;
+  j.y = y;
+  j.ys = ldy;
+  j.rs = ldy;
+  j.ep = &ep;
+  j.groups = groups;
+  j.a_gs = (ptrdiff_t)(m * lda);
+  j.w_gs = (ptrdiff_t)w_gs;
+  j.y_gs = (ptrdiff_t)(m * ldy);
+  txk_run_gemm_job(&j);
+}
+
+size_t txk_linear_packed_size(const txk_linear_desc* d) {
+  if (d == NULL || d->n < 1 || d->k < 0) return 0;
+  return txk_round_up((size_t)d->n, 16) * (1 + (size_t)d->k) * 4;
+}
+
+int txk_linear(const txk_context* ctx, const txk_linear_desc* d, const float* a,
+               const float* w_packed, float* y, const float* residual) {
+  rows_desc rd;
+  ptrdiff_t off0 = 0;
+  size_t lda, ldy, ldr;
+  if (!txk_ctx_ok(ctx) || d == NULL || a == NULL || w_packed == NULL || y == NULL || d->m < 0 ||
+      d->n < 1 || d->k < 0 || d->lda < 0 || d->ldy < 0 || d->ldr < 0 ||
+      (unsigned)d->epilogue.act >= TXK_ACT_COUNT || (unsigned)d->epilogue.residual > 2)
+    return TXK_EINVAL;
+  if ((d->epilogue.residual != TXK_RESIDUAL_NONE) != (residual != NULL)) return TXK_EINVAL;
+  if (!TXK_IS_ALIGNED(w_packed)) return TXK_EALIGN;
+  lda = (size_t)(d->lda ? d->lda : d->k);
+  ldy = (size_t)(d->ldy ? d->ldy : d->n);
+  ldr = (size_t)(d->ldr ? d->ldr : d->n);
+  if (d->m == 0) return TXK_OK;
+  rd.base = a;
+  rd.m = (size_t)d->m;
+  rd.row_w = (size_t)d->m;
+  rd.step_h = 0;
+  rd.step_w = lda;
+  txk_run_gemm(ctx, &rd, (size_t)d->k, 1, &off0, w_packed, 16 * (1 + (size_t)d->k), (size_t)d->n, y,
+           ldy, residual, ldr, &d->epilogue);
+  return TXK_OK;
+}
