@@ -23,49 +23,33 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHON": sys.executable}
 
 
+def _run(cmd: list[str], timeout: float = 20, env: dict[str, str] | None = None):
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env=env or _env(), check=False
+    )
+
+
 @pytest.mark.skipif(HAS_NVIDIA, reason="this machine has an NVIDIA driver")
 def test_no_gpu_exits_2_with_a_clear_message(tmp_path):
     out = tmp_path / "out"
-    done = subprocess.run(
-        ["bash", str(SCRIPT), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        env=_env(),
-        check=False,
-    )
+    done = _run(["bash", str(SCRIPT), str(out)])
     assert done.returncode == 2, done.stdout + done.stderr
     assert "NO NVIDIA GPU" in done.stdout
     assert "NO NVIDIA GPU" in (out / "gpu_check.log").read_text()
 
 
 def test_preflight_without_cuda_exits_2(tmp_path):
-    pytest.importorskip("torch")
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
-    done = subprocess.run(
-        [sys.executable, str(HELPER), "preflight", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=_env(),
-        check=False,
-    )
+    done = _run([sys.executable, str(HELPER), "preflight", str(tmp_path)], timeout=60)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "no CUDA GPU usable by torch" in done.stdout
 
 
 def _summary(out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(HELPER), "summary", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        env=_env(),
-        check=False,
-    )
+    return _run([sys.executable, str(HELPER), "summary", str(out)])
 
 
 def test_summary_reports_skips_as_no_failure_and_failures_as_exit_1(tmp_path):
@@ -155,14 +139,7 @@ def test_script_flow_with_stand_ins(tmp_path):
         "CALLS": str(calls),
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
     }
-    done = subprocess.run(
-        ["bash", str(SCRIPT), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        env=env,
-        check=False,
-    )
+    done = _run(["bash", str(SCRIPT), str(out)], env=env)
     assert done.returncode == 1, done.stdout + done.stderr  # the one failing export
     data = json.loads((out / "summary.json").read_text())
     assert data["failures"] == ["tensorrt-vit_tiny_patch16_224-fp16"]
