@@ -129,22 +129,26 @@ def test_benchmark_two_formats_table_and_json(cli, tmp_path, live_checkpoint):
     assert row["status"] == "unchecked" and "random init" in row["verify"]["note"]
 
 
-def test_benchmark_live_weights_exports_and_verifies(cli):
+def test_benchmark_live_weights_exports_and_verifies(cli, tmp_path):
     # --live-weights is the benchmark's own flag: it draws a checkpoint and must not reach the
     # export as an option (it did once: "Unknown option 'live_weights'" on every row)
-    result = cli(
+    arts = tmp_path / "arts"
+    args = (
         "benchmark", "test_resnet", "--formats", "onnx", "--runs", 1, "--warmup", 0,
-        "--threads", 1, "--live-weights", "--json",
+        "--threads", 1, "--live-weights", "--json", "--artifacts", arts,
     )  # fmt: skip
-    assert result.exit_code == 0, result.stderr
-    data = json.loads(result.stdout)
-    assert data["options"]["live_weights"] is True and data["options"]["checkpoint"]
-    row = data["rows"][1]
-    assert row["status"] == "passed", row
-    assert row["verify"]["passed"] is True and row["timings"][0]["median_ms"] > 0
-    # live weights are verified on the real photos, not on noise
-    inputs = row["verify"]["inputs"]
-    assert "images of --verify-data" in inputs and inputs.endswith("photos"), inputs
+    for reused in (False, True):
+        result = cli(*args)
+        assert result.exit_code == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert data["options"]["live_weights"] is True and data["options"]["checkpoint"]
+        row = data["rows"][1]
+        assert row["status"] == "passed" and row["reused"] is reused, row
+        assert row["verify"]["passed"] is True and row["timings"][0]["median_ms"] > 0
+        # live weights are verified on the real photos, not on noise, and so is a reused
+        # artifact (it was verified on noise once: efficientnet_b0's logits then reach 1e4)
+        inputs = row["verify"]["inputs"]
+        assert "images of --verify-data" in inputs and inputs.endswith("photos"), inputs
 
 
 def test_benchmark_verification_failure_is_timed_and_marked(cli):

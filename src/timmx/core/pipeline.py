@@ -224,25 +224,19 @@ def _produce(job: ExportJob, artifact: Path, progress: Progress) -> tuple:
 
     Returns (verify report, notes, details, eval report).
     """
-    from timmx.core.images import image_files, load_images, subset
     from timmx.core.model import prepare_model
-    from timmx.core.verify import VERIFY_IMAGES
 
     backend, common = job.backend, job.common
     progress(f"Preparing {job.model_name}")
     job.prepared = _guarded(job, "model preparation", lambda: prepare_model(job.model_name, common))
-    if common.verify_data is not None:
-        job.verify_files = subset(image_files(common.verify_data, "--verify-data"), VERIFY_IMAGES)
-        job.verify_source = f"{len(job.verify_files)} images of --verify-data {common.verify_data}"
+    choose_verify_files(job)
     progress(f"Exporting to {backend.name}")
     _guarded(job, f"{backend.name} export", lambda: backend.convert(job, artifact))
     if backend.output_is_dir:
         write_marker(artifact, job)
     report = None
     if common.verify:
-        if job.verify_files:
-            flag = "--verify-data" if common.verify_data is not None else "--calibration-data"
-            job.verify_images, _ = load_images(job.model, job.verify_files, strict=True, flag=flag)
+        load_verify_images(job)
         progress(f"Verifying in {backend.name}'s runtime")
         report = _guarded(
             job, f"{backend.name} verification", lambda: backend.verify(job, artifact)
@@ -253,6 +247,28 @@ def _produce(job: ExportJob, artifact: Path, progress: Progress) -> tuple:
             job, f"{backend.name} evaluation", lambda: _evaluate(job, artifact, progress)
         )
     return report, job.notes, job.details, job.evaluation
+
+
+def choose_verify_files(job: ExportJob) -> None:
+    """Pick the --verify-data images the artifact is verified on (calibration may pick them
+    later, during conversion, when --verify-data is not given)."""
+    from timmx.core.images import image_files, subset
+    from timmx.core.verify import VERIFY_IMAGES
+
+    folder = job.common.verify_data
+    if folder is not None:
+        job.verify_files = subset(image_files(folder, "--verify-data"), VERIFY_IMAGES)
+        job.verify_source = f"{len(job.verify_files)} images of --verify-data {folder}"
+
+
+def load_verify_images(job: ExportJob) -> None:
+    """Load the chosen verification images through the model's eval transform (none chosen:
+    verification uses seeded random images)."""
+    from timmx.core.images import load_images
+
+    if job.verify_files:
+        flag = "--verify-data" if job.common.verify_data is not None else "--calibration-data"
+        job.verify_images, _ = load_images(job.model, job.verify_files, strict=True, flag=flag)
 
 
 def _evaluate(job: ExportJob, artifact: Path, progress: Progress):

@@ -300,7 +300,7 @@ def _check_existing(backend: ExportBackend, model: str, options: dict, artifact:
     """Verify (and evaluate) an artifact that is already there, as an export would."""
     from timmx.core.evaluate import evaluate, not_run
     from timmx.core.model import prepare_model
-    from timmx.core.pipeline import make_job
+    from timmx.core.pipeline import choose_verify_files, load_verify_images, make_job
 
     job = make_job(backend, model, {**options, "output": artifact})
     job.prepared = prepare_model(model, job.common)
@@ -312,6 +312,8 @@ def _check_existing(backend: ExportBackend, model: str, options: dict, artifact:
         verification = unchecked("-", RANDOM_REUSE, backend.precision(job))
     elif job.common.verify:
         report("Verifying the existing artifact")
+        choose_verify_files(job)
+        load_verify_images(job)
         verification = backend.verify(job, artifact)
     evaluation = None
     if job.common.eval_data is not None:
