@@ -200,6 +200,7 @@ static int window_check(const txk_pool2d_desc* d) {
 
 /* Pools: tasks are ranges of output rows (batch item x out_h). */
 typedef struct pool_job {
+  const txk_context* ctx;
   const txk_pool2d_desc* d;
   const float* x;
   float* y;
@@ -207,12 +208,22 @@ typedef struct pool_job {
   int dh, dw;
 } pool_job;
 
+/* Max pool: the running max of each output pixel is updated tap by tap with the row kernel's
+ * binary max, y = max(tap, y) (NaN propagates, the first of equal values stays), vectorised and
+ * without the data-dependent branch of a scalar NaN-aware max: that branch, mispredicted on real
+ * activations, made resnet50's 3x3/2 maxpool 5.6 ms for 1.8 M compares. */
 static void maxpool_range(const void* arg, size_t r0, size_t r1) {
   const pool_job* j = (const pool_job*)arg;
   const txk_pool2d_desc* d = j->d;
+  const txk_rowop_ukernel_fn rowop = txk_ctx_rowop(j->ctx);
   const size_t c = j->c;
   size_t r, k;
   int ow, ky, kx;
+  txk_rowop_params q;
+  memset(&q, 0, sizeof q);
+  q.bop = TXK_BIN_MAX;
+  q.asc = q.bsc = 1;
+  q.act = TXK_ACT_NONE;
   for (r = r0; r < r1; r++) {
     const int n = (int)(r / (size_t)d->out_h), oh = (int)(r % (size_t)d->out_h);
     for (ow = 0; ow < d->out_w; ow++) {
@@ -230,8 +241,7 @@ static void maxpool_range(const void* arg, size_t r0, size_t r1) {
             memcpy(yp, xp, c * sizeof(float));
             first = 0;
           } else {
-            /* max(new, running): NaN propagates, the first of equal values stays */
-            for (k = 0; k < c; k++) yp[k] = txk_scalar_max(xp[k], yp[k]);
+            rowop(TXK_ROW_BINARY, c, xp, yp, yp, &q);
           }
         }
       }
@@ -241,7 +251,9 @@ static void maxpool_range(const void* arg, size_t r0, size_t r1) {
   }
 }
 
-static void pool_setup(pool_job* j, const txk_pool2d_desc* d, const float* x, float* y) {
+static void pool_setup(pool_job* j, const txk_context* ctx, const txk_pool2d_desc* d,
+                       const float* x, float* y) {
+  j->ctx = ctx;
   j->d = d;
   j->x = x;
   j->y = y;
@@ -263,7 +275,7 @@ int txk_maxpool2d(const txk_context* ctx, const txk_pool2d_desc* d, const float*
   if (!txk_ctx_ok(ctx) || !pool_check(d, x, y) || !window_check(d) || d->dil_h < 0 ||
       d->dil_w < 0)
     return TXK_EINVAL;
-  pool_setup(&j, d, x, y);
+  pool_setup(&j, ctx, d, x, y);
   pool_run(ctx, maxpool_range, &j);
   return TXK_OK;
 }
@@ -311,7 +323,7 @@ int txk_avgpool2d(const txk_context* ctx, const txk_pool2d_desc* d, const float*
   if (!txk_ctx_ok(ctx) || !pool_check(d, x, y) || !window_check(d) || d->divisor_override < 0 ||
       (d->dil_h > 1 || d->dil_w > 1))
     return TXK_EINVAL;
-  pool_setup(&j, d, x, y);
+  pool_setup(&j, ctx, d, x, y);
   pool_run(ctx, avgpool_range, &j);
   return TXK_OK;
 }
@@ -346,7 +358,7 @@ int txk_adaptive_avgpool2d(const txk_context* ctx, const txk_pool2d_desc* d, con
                            float* y) {
   pool_job j;
   if (!txk_ctx_ok(ctx) || !pool_check(d, x, y)) return TXK_EINVAL;
-  pool_setup(&j, d, x, y);
+  pool_setup(&j, ctx, d, x, y);
   txk_parallel_range(ctx, adaptive_range, &j, (size_t)d->n * (size_t)d->out_h, 1,
                      (double)d->in_h * d->in_w * (double)d->c / d->out_h, TXK_MIN_TASK_FLOATS);
   return TXK_OK;

@@ -61,7 +61,7 @@ typedef txk_vunary_ukernel* txk_vunary_ukernel_fn;
  *   TXK_ROW_ACC        y += a
  *   TXK_ROW_MUL        y = a * b                                           (y == a allowed)
  *   TXK_ROW_BINARY     y = act(a op b); a/b element stride asc/bsc is 0 (broadcast a[0])
- *                      or 1; act none/relu/clamp or any txk_act           (y == a allowed) */
+ *                      or 1; act none/relu/clamp or any txk_act (y == a or y == b allowed) */
 #define TXK_ROW_LAYERNORM 0
 #define TXK_ROW_SOFTMAX 1
 #define TXK_ROW_ACC 2
