@@ -316,3 +316,12 @@ def test_auto_source_falls_back_to_torch_export(export_json, tmp_path: Path) -> 
     assert data["details"]["source"] == "torch-export", f"capture: {data['details']}"
     assert any("first tried --source trace" in n for n in data["notes"]), data["notes"]
     assert leftovers(tmp_path) == [out.name], f"stray files: {leftovers(tmp_path)}"
+
+
+def test_grn_addcmul_is_decomposed(export_json, tmp_path: Path) -> None:
+    # ConvNeXt-V2's GlobalResponseNorm ends in torch.addcmul, which coremltools converts from
+    # neither capture; the export swaps in x + bias + weight * (x * x_n) (12 GRN layers)
+    out = tmp_path / "cnv2.mlpackage"
+    data = export_json("coreml", "convnextv2_atto", "-o", out, "--input-size", "3", "64", "64")
+    assert_structure_checked(data)
+    assert data["details"]["source"] == "trace", f"capture: {data['details']}"

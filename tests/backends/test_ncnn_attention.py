@@ -20,6 +20,8 @@ REWRITTEN = [
     ("edgenext_xx_small", ["--input-size", "3", "64", "64"], 4),  # XCA + Fourier positions
     # Swin's windows (7) must tile every stage (56, 28, 14, 7): 224 is its smallest input
     ("swin_tiny_patch4_window7_224", [], 15),  # 12 window attentions + 3 patch mergings
+    # ConvNeXt-V2's GRN: a two-axis torch.norm and addcmul, left in a pnnx.Expression otherwise
+    ("convnextv2_atto", ["--input-size", "3", "64", "64"], 12),
 ]
 
 
@@ -37,7 +39,12 @@ def test_rewritten_attention_runs_in_ncnn(
 
 @pytest.mark.parametrize(
     ("model", "size"),
-    [("swin_tiny_patch4_window7_224", 224), ("xcit_nano_12_p16_224", 64), ("cait_xxs24_224", 224)],
+    [
+        ("swin_tiny_patch4_window7_224", 224),
+        ("xcit_nano_12_p16_224", 64),
+        ("cait_xxs24_224", 224),
+        ("convnextv2_atto", 224),
+    ],
 )
 def test_rewrites_match_the_original(model: str, size: int) -> None:
     import torch

@@ -110,10 +110,13 @@ def _capture(prepared, source: Source, dynamic_batch: bool, batch_upper_bound: i
     """A TorchScript trace or an ATen-dialect ExportedProgram of the prepared model."""
     import torch
 
+    from timmx.backends._module_swaps import decomposition_swaps, swapped
+
     example = prepared.sample_input()
+    module, _ = swapped(prepared.module, decomposition_swaps())  # e.g. GRN's addcmul
     if source == Source.trace:
         with torch.inference_mode(False), torch.no_grad():
-            traced = torch.jit.trace(prepared.module, example, check_trace=False)
+            traced = torch.jit.trace(module, example, check_trace=False)
         # Fold aten::Int(prim::NumToTensor(size)) pairs (e.g. ViT's cls-token expand): coremltools
         # 9 turns them into 1-element arrays that NumPy 2 refuses to convert to int.
         torch._C._jit_pass_inline(traced.graph)
@@ -122,7 +125,7 @@ def _capture(prepared, source: Source, dynamic_batch: bool, batch_upper_bound: i
     shapes = None
     if dynamic_batch:
         shapes = ({0: torch.export.Dim("batch", min=1, max=batch_upper_bound)},)
-    program = torch.export.export(prepared.module, (example,), dynamic_shapes=shapes)
+    program = torch.export.export(module, (example,), dynamic_shapes=shapes)
     # coremltools converts the ATen dialect, not torch.export's default training dialect.
     return program.run_decompositions({})
 

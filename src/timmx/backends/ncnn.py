@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from timmx.backends._module_swaps import Swaps, decomposition_swaps, resolve_swaps, swapped
 from timmx.core.backend import MARKER_FILE, DependencyStatus, ExportBackend, installed_version
 from timmx.core.options import option
 from timmx.core.verify import VerifyReport, verify_with_runner
@@ -220,32 +221,26 @@ def _strided_subsample(self, x):
     return x.flatten(2).transpose(1, 2)
 
 
-def _attention_rewrites() -> dict[type, object]:
-    """timm's attention classes -> their 4-D forwards (classes this timm lacks are skipped)."""
-    import importlib
-
-    from timmx._torch_env import import_timm
-
-    import_timm()
-    wanted = {
-        ("timm.layers.attention", "Attention"): _vit_attention,
-        ("timm.models.cait", "TalkingHeadAttn"): _talking_head_attention,
-        ("timm.models.xcit", "XCA"): _cross_covariance_attention,
-        ("timm.models.edgenext", "CrossCovarianceAttn"): _cross_covariance_attention,
-        ("timm.models.xcit", "PositionalEncodingFourier"): _constant_positions,
-        ("timm.models.edgenext", "PositionalEncodingFourier"): _constant_positions,
-        ("timm.models.swin_transformer", "PatchMerging"): _patch_merging,
-        ("timm.models.levit", "Downsample"): _strided_subsample,
-        ("timm.models.swin_transformer", "SwinTransformerBlock"): ("_attn", _swin_window_attention),
-    }
-    found = {}
-    for (module_name, class_name), forward in wanted.items():
-        try:
-            cls = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError):
-            continue
-        found[cls] = forward if isinstance(forward, tuple) else ("forward", forward)
-    return found
+def _attention_rewrites() -> Swaps:
+    """timm's attention classes (and ConvNeXt-V2's GRN) -> their 4-D forwards (classes this
+    timm lacks are skipped)."""
+    swaps = resolve_swaps(
+        {
+            ("timm.layers.attention", "Attention"): _vit_attention,
+            ("timm.models.cait", "TalkingHeadAttn"): _talking_head_attention,
+            ("timm.models.xcit", "XCA"): _cross_covariance_attention,
+            ("timm.models.edgenext", "CrossCovarianceAttn"): _cross_covariance_attention,
+            ("timm.models.xcit", "PositionalEncodingFourier"): _constant_positions,
+            ("timm.models.edgenext", "PositionalEncodingFourier"): _constant_positions,
+            ("timm.models.swin_transformer", "PatchMerging"): _patch_merging,
+            ("timm.models.levit", "Downsample"): _strided_subsample,
+            ("timm.models.swin_transformer", "SwinTransformerBlock"): (
+                "_attn",
+                _swin_window_attention,
+            ),
+        }
+    )
+    return {**swaps, **decomposition_swaps()}
 
 
 @contextlib.contextmanager
@@ -278,26 +273,7 @@ def ncnn_friendly(module, example=None):
     """``module``, or a copy whose timm attention layers compute in 4-D ops; and how many
     layers were rewritten. The original is never modified. With ``example``, the copy runs
     once so the constants it caches (position encodings, Swin's bias) exist before tracing."""
-    import copy
-    import types
-
-    import torch
-
-    rewrites = _attention_rewrites()
-    if not any(type(m) in rewrites for m in module.modules()):
-        return module, 0
-    module = copy.deepcopy(module)
-    count = 0
-    for layer in module.modules():
-        found = rewrites.get(type(layer))
-        if found is not None:
-            name, function = found
-            setattr(layer, name, types.MethodType(function, layer))
-            count += 1
-    if example is not None:
-        with torch.no_grad():
-            module(example)
-    return module, count
+    return swapped(module, _attention_rewrites(), example)
 
 
 def export_ncnn(prepared, directory: Path, *, fp16: bool = True) -> dict[str, object]:
