@@ -325,3 +325,12 @@ def test_grn_addcmul_is_decomposed(export_json, tmp_path: Path) -> None:
     data = export_json("coreml", "convnextv2_atto", "-o", out, "--input-size", "3", "64", "64")
     assert_structure_checked(data)
     assert data["details"]["source"] == "trace", f"capture: {data['details']}"
+
+
+def test_torch_export_aliases_are_dropped(export_json, tmp_path: Path) -> None:
+    # EfficientViT-M (and Swin): the trace fails on 1-element int arrays, and torch.export's
+    # program holds aten.alias, which coremltools 9 has no converter for; the export drops them
+    out = tmp_path / "ev.mlpackage"
+    data = export_json("coreml", "efficientvit_m0", "-o", out)
+    assert_structure_checked(data)
+    assert data["details"]["source"] == "torch-export", f"capture: {data['details']}"

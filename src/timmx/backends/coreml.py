@@ -127,7 +127,23 @@ def _capture(prepared, source: Source, dynamic_batch: bool, batch_upper_bound: i
         shapes = ({0: torch.export.Dim("batch", min=1, max=batch_upper_bound)},)
     program = torch.export.export(module, (example,), dynamic_shapes=shapes)
     # coremltools converts the ATen dialect, not torch.export's default training dialect.
-    return program.run_decompositions({})
+    program = program.run_decompositions({})
+    _drop_aliases(program)
+    return program
+
+
+def _drop_aliases(program) -> None:
+    """Remove ``aten.alias`` nodes (a view of the whole tensor, which coremltools 9 has no
+    converter for: Swin, EfficientViT-M) by handing their input to their users, in place."""
+    import torch
+
+    graph = program.graph_module.graph
+    aliases = [n for n in graph.nodes if n.target is torch.ops.aten.alias.default]
+    for node in aliases:
+        node.replace_all_uses_with(node.args[0])
+        graph.erase_node(node)
+    if aliases:
+        program.graph_module.recompile()
 
 
 def _input_type(ct, prepared, dynamic_batch: bool, batch_upper_bound: int):
