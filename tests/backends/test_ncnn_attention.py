@@ -22,6 +22,8 @@ REWRITTEN = [
     ("swin_tiny_patch4_window7_224", [], 15),  # 12 window attentions + 3 patch mergings
     # ConvNeXt-V2's GRN: a two-axis torch.norm and addcmul, left in a pnnx.Expression otherwise
     ("convnextv2_atto", ["--input-size", "3", "64", "64"], 12),
+    # EVA's attention: the same 5-D split plus rotary embeddings (strided slices, a 5-D stack)
+    ("eva02_tiny_patch14_224", [], 13),  # 12 attentions + the rotary embedding as a constant
 ]
 
 
@@ -44,6 +46,7 @@ def test_rewritten_attention_runs_in_ncnn(
         ("xcit_nano_12_p16_224", 64),
         ("cait_xxs24_224", 224),
         ("convnextv2_atto", 224),
+        ("eva02_tiny_patch14_224", 224),
     ],
 )
 def test_rewrites_match_the_original(model: str, size: int) -> None:
