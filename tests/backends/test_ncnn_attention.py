@@ -24,6 +24,8 @@ REWRITTEN = [
     ("convnextv2_atto", ["--input-size", "3", "64", "64"], 12),
     # EVA's attention: the same 5-D split plus rotary embeddings (strided slices, a 5-D stack)
     ("eva02_tiny_patch14_224", [], 13),  # 12 attentions + the rotary embedding as a constant
+    ("pvt_v2_b0", ["--input-size", "3", "64", "64"], 8),  # spatial-reduction attention's kv split
+    ("crossvit_tiny_240", [], 16),  # 15 attentions + the heads' mean (pnnx reduced a wrong axis)
 ]
 
 
@@ -47,6 +49,8 @@ def test_rewritten_attention_runs_in_ncnn(
         ("cait_xxs24_224", 224),
         ("convnextv2_atto", 224),
         ("eva02_tiny_patch14_224", 224),
+        ("pvt_v2_b0", 224),
+        ("crossvit_tiny_240", 240),
     ],
 )
 def test_rewrites_match_the_original(model: str, size: int) -> None:

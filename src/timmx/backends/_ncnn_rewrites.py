@@ -220,6 +220,42 @@ def _constant_rope(self, shape=None, dtype=None):
     return cache[key]
 
 
+def _pvt_attention(self, x, feat_size):
+    """PVT-v2's spatial-reduction attention, 4-D: k and v split from the kv projection with a
+    4-D reshape and ``chunk`` instead of a 5-D permute and ``unbind``."""
+    batch, tokens, channels = x.shape
+    height, width = feat_size
+    heads, head_dim = self.num_heads, self.head_dim
+    q = self.q(x).reshape(batch, tokens, heads, head_dim).permute(0, 2, 1, 3)
+    if self.pool is not None or self.sr is not None:
+        x = x.permute(0, 2, 1).reshape(batch, channels, height, width)
+        x = self.sr(self.pool(x)) if self.pool is not None else self.sr(x)
+        x = self.norm(x.reshape(batch, channels, -1).permute(0, 2, 1))
+        if self.pool is not None:
+            x = self.act(x)
+    kv = self.kv(x)
+    k, v = kv.reshape(batch, kv.shape[1], 2 * heads, head_dim).permute(0, 2, 1, 3).chunk(2, dim=1)
+    x = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1) @ v
+    return self.proj(x.transpose(1, 2).reshape(batch, tokens, channels))
+
+
+def _crossvit_head(self, xs, pre_logits: bool = False):
+    """CrossViT's head: the mean of the branch heads as a sum, not a stack on a new axis (pnnx
+    reduced the wrong axis of that stack: the ncnn output had one value instead of 1000)."""
+    import torch
+
+    pooled = (
+        [x[:, 1:].mean(dim=1) for x in xs] if self.global_pool == "avg" else [x[:, 0] for x in xs]
+    )
+    if pre_logits or isinstance(self.head[0], torch.nn.Identity):
+        return type(self).forward_head(self, xs, pre_logits)
+    logits = [head(self.head_drop(x)) for x, head in zip(pooled, self.head, strict=True)]
+    total = logits[0]
+    for more in logits[1:]:
+        total = total + more
+    return total / len(logits)
+
+
 def _attention_rewrites() -> Swaps:
     """timm's attention classes (and ConvNeXt-V2's GRN) -> their 4-D forwards (classes this
     timm lacks are skipped)."""
@@ -234,6 +270,8 @@ def _attention_rewrites() -> Swaps:
             ("timm.models.swin_transformer", "PatchMerging"): _patch_merging,
             ("timm.models.levit", "Downsample"): _strided_subsample,
             ("timm.models.eva", "EvaAttention"): _eva_attention,
+            ("timm.models.pvt_v2", "Attention"): _pvt_attention,
+            ("timm.models.crossvit", "CrossVit"): ("forward_head", _crossvit_head),
             ("timm.layers.pos_embed_sincos", "RotaryEmbeddingCat"): ("get_embed", _constant_rope),
             ("timm.models.swin_transformer", "SwinTransformerBlock"): (
                 "_attn",
