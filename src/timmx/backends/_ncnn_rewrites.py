@@ -61,17 +61,22 @@ def _cross_covariance_attention(self, x):
     return self.proj(x.permute(0, 3, 1, 2).reshape(batch, tokens, channels))
 
 
-def _constant_positions(self, *shape):
-    """A Fourier position encoding depends on the image size alone: computed once, traced as
-    a constant (pnnx cannot lower the arange/slice arithmetic that builds it)."""
+def _cached(self, key, make):
+    """``make()`` once per layer and key, kept on the layer: a constant for the trace."""
     import torch
 
-    key = tuple(int(v) for v in (shape[0] if len(shape) == 1 else shape))
     cache = self.__dict__.setdefault("_timmx_constant", {})
     if key not in cache:
         with torch.no_grad():
-            cache[key] = type(self).forward(self, *shape).detach()
+            cache[key] = make().detach().clone()
     return cache[key]
+
+
+def _constant_positions(self, *shape):
+    """A Fourier position encoding depends on the image size alone: computed once, traced as
+    a constant (pnnx cannot lower the arange/slice arithmetic that builds it)."""
+    key = tuple(int(v) for v in (shape[0] if len(shape) == 1 else shape))
+    return _cached(self, key, lambda: type(self).forward(self, *shape))
 
 
 def _swin_window_attention(self, x):
@@ -110,20 +115,17 @@ def _swin_window_attention(self, x):
 def _swin_bias(self, nh: int, nw: int):
     """Relative position bias plus shift mask, (1, heads * windows, N, N), computed before
     tracing (:func:`ncnn_friendly` runs the model once) so the trace holds a constant."""
-    import torch
 
-    key = (nh, nw)
-    cache = self.__dict__.setdefault("_timmx_constant", {})
-    if key not in cache:
-        with torch.no_grad():
-            bias = self.attn._get_rel_pos_bias()[0]  # (heads, N, N)
-            heads, tokens = bias.shape[0], bias.shape[-1]
-            total = bias[:, None].expand(heads, nh * nw, tokens, tokens)
-            if self.attn_mask is not None:
-                mask = self.attn_mask.reshape(nh, nw, tokens, tokens).transpose(0, 1)
-                total = total + mask.reshape(1, nh * nw, tokens, tokens)
-            cache[key] = total.reshape(1, heads * nh * nw, tokens, tokens).detach().clone()
-    return cache[key]
+    def make():
+        bias = self.attn._get_rel_pos_bias()[0]  # (heads, N, N)
+        heads, tokens = bias.shape[0], bias.shape[-1]
+        total = bias[:, None].expand(heads, nh * nw, tokens, tokens)
+        if self.attn_mask is not None:
+            mask = self.attn_mask.reshape(nh, nw, tokens, tokens).transpose(0, 1)
+            total = total + mask.reshape(1, nh * nw, tokens, tokens)
+        return total.reshape(1, heads * nh * nw, tokens, tokens)
+
+    return _cached(self, (nh, nw), make)
 
 
 def _patch_merging(self, x):
@@ -210,14 +212,8 @@ def _eva_attention(self, x, rope=None, attn_mask=None, is_causal: bool = False):
 
 def _constant_rope(self, shape=None, dtype=None):
     """A rotary embedding depends on the grid alone: computed once, traced as a constant."""
-    import torch
-
     key = (tuple(int(v) for v in shape) if shape is not None else None, dtype)
-    cache = self.__dict__.setdefault("_timmx_constant", {})
-    if key not in cache:
-        with torch.no_grad():
-            cache[key] = type(self).get_embed(self, shape, dtype).detach()
-    return cache[key]
+    return _cached(self, key, lambda: type(self).get_embed(self, shape, dtype))
 
 
 def _pvt_attention(self, x, feat_size):
@@ -244,16 +240,11 @@ def _crossvit_head(self, xs, pre_logits: bool = False):
     reduced the wrong axis of that stack: the ncnn output had one value instead of 1000)."""
     import torch
 
-    pooled = (
-        [x[:, 1:].mean(dim=1) for x in xs] if self.global_pool == "avg" else [x[:, 0] for x in xs]
-    )
     if pre_logits or isinstance(self.head[0], torch.nn.Identity):
         return type(self).forward_head(self, xs, pre_logits)
+    pooled = [x[:, 1:].mean(dim=1) if self.global_pool == "avg" else x[:, 0] for x in xs]
     logits = [head(self.head_drop(x)) for x, head in zip(pooled, self.head, strict=True)]
-    total = logits[0]
-    for more in logits[1:]:
-        total = total + more
-    return total / len(logits)
+    return sum(logits[1:], logits[0]) / len(logits)
 
 
 def _attention_rewrites() -> Swaps:
