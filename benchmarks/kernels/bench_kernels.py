@@ -4,7 +4,8 @@ txk_ukernels.h) on model-sized cases of its family: GEMM and depthwise convs (GF
 elementwise activations and row ops (Gelem/s).
 
 Run: uv run python benchmarks/kernels/bench_kernels.py [--quick] [--filter TEXT]
-     [--kernels DIR]   (another copy of src/timmx/c/kernels, e.g. an older commit's, to
+     [--cc clang]       (the compiler; default $CC, else gcc)
+     [--kernels DIR]    (another copy of src/timmx/c/kernels, e.g. an older commit's, to
                         compare before/after in one session: git archive <rev>
                         src/timmx/c/kernels | tar -x -C /tmp/old)
 Peak on the reference Zen 5 core is about 230 GFLOP/s (AVX-512), ~120 for 256-bit code.
@@ -70,19 +71,19 @@ def bench(fn, min_time: float) -> float:
     return best
 
 
-def build(kernels: Path, out: Path) -> Path:
+def build(kernels: Path, out: Path, cc: str = "gcc") -> Path:
     """Compile kernels/src/*.c (as the generated Makefile does, plus -fPIC) into a .so."""
     flags = [*T.CFLAGS, f"-I{kernels / 'include'}", f"-I{kernels / 'src'}"]
 
     def one(src: Path) -> str:
         obj = out / (src.stem + ".o")
-        subprocess.run(["gcc", *flags, "-c", str(src), "-o", str(obj)], check=True)
+        subprocess.run([cc, *flags, "-c", str(src), "-o", str(obj)], check=True)
         return str(obj)
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as ex:
         objs = list(ex.map(one, sorted((kernels / "src").glob("*.c"))))
     lib = out / "libtxk.so"
-    subprocess.run(["gcc", "-shared", *objs, "-o", str(lib), "-lm"], check=True)
+    subprocess.run([cc, "-shared", *objs, "-o", str(lib), "-lm"], check=True)
     return lib
 
 
@@ -189,9 +190,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="shorter runs, no scalar kernels")
     ap.add_argument("--filter", default="", help="only cases whose name contains this")
     ap.add_argument("--kernels", type=Path, default=T.KERNELS_DIR, help="kernel library dir")
+    ap.add_argument(
+        "--cc", default=os.environ.get("CC") or "gcc", help="compiler (default $CC, gcc)"
+    )
     args = ap.parse_args()
     min_time = 0.05 if args.quick else 0.3
-    lib = T.Lib(build(args.kernels.resolve(), Path(tempfile.mkdtemp())))
+    lib = T.Lib(build(args.kernels.resolve(), Path(tempfile.mkdtemp()), args.cc))
     rng = np.random.default_rng(0)
     print(f"{'family':7s} {'case':32s} {'kernel':42s} {'ms':>8s} {'rate':>8s}")
     bench_convs(lib, args, min_time, rng)

@@ -149,6 +149,9 @@ def test_benchmark_live_weights_exports_and_verifies(cli, tmp_path):
         # artifact (it was verified on noise once: efficientnet_b0's logits then reach 1e4)
         inputs = row["verify"]["inputs"]
         assert "images of --verify-data" in inputs and inputs.endswith("photos"), inputs
+        # and timed on a photo too (on noise, live efficientnet_b0 ran the C 2x slower)
+        for timed in (row, data["rows"][0]):
+            assert timed["timing_input"].startswith("1 image(s) of --verify-data"), timed
 
 
 def test_benchmark_verification_failure_is_timed_and_marked(cli):
@@ -192,3 +195,28 @@ def test_benchmark_unknown_model_and_export_only_flags(cli):
     assert result.exit_code == 2 and "Unknown model 'resnet5000'" in result.stderr
     result = cli("benchmark", "test_resnet", "--output", "x.onnx")
     assert result.exit_code == 2  # a benchmark names its own artifacts
+
+
+def test_timing_input_is_the_first_photo_through_the_eval_transform(tmp_path):
+    import numpy as np
+
+    from timmx.core.bench.worker import timing_input
+    from timmx.core.images import image_files, load_images
+    from timmx.core.model import PreparedModel
+    from timmx.testing import write_photo_folder
+
+    photos = write_photo_folder(tmp_path / "photos")
+    info = {
+        "name": "m", "input_size": (3, 40, 48), "batch_size": 3, "device": "cpu",
+        "mean": (0.5, 0.4, 0.3), "std": (0.2, 0.25, 0.3), "normalize": False, "softmax": False,
+        "interpolation": "bilinear", "crop_pct": 0.875, "num_classes": 10, "num_features": 8,
+        "labels": None, "weights": "random",
+    }  # fmt: skip
+    x, what = timing_input(info, {"verify_data": str(photos)})
+    files = image_files(photos, "--verify-data")[:3]
+    want, _ = load_images(PreparedModel(module=None, **info), files, strict=True, flag="x")
+    assert x.shape == (3, 3, 40, 48) and x.dtype == np.float32
+    np.testing.assert_array_equal(x, want.numpy())
+    assert what.startswith("3 image(s) of --verify-data") and files[0].name in what
+    noise, what = timing_input(info, {})
+    assert what == "seeded random input" and noise.shape == x.shape

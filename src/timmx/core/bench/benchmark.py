@@ -380,10 +380,11 @@ def header_lines(report: BenchmarkReport) -> list[str]:
         else "random init"
     )
     threads = ", ".join(str(t) for t in report.threads)
+    timed_on = next((r["timing_input"] for r in report.rows if r.get("timing_input")), None)
     return [
         f"timmx benchmark {report.model}: batch {report.options.get('batch_size', 1)}, "
         f"input {shape}, {weights}; {report.runs} timed runs after {report.warmup} warm-up; "
-        f"threads {threads}",
+        f"threads {threads}" + (f"; timed on {timed_on}" if timed_on else ""),
         f"CPU: {cpu['model']}, {cpu['logical_cores']} logical cores "
         f"({cpu['usable_cores']} usable); ISA: {' '.join(cpu['isa']) or 'unknown'}",
         f"{system['os']}, Python {system['python']}, timmx {system['timmx']}"
