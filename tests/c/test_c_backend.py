@@ -407,6 +407,32 @@ def test_gathers_norm_conv1d_match_pytorch(tmp_path) -> None:
     _custom_matches(Mixed(), (3, 8, 8), tmp_path)
 
 
+@needs_cc
+def test_norms_over_a_permuted_layout_match_pytorch(tmp_path) -> None:
+    """LayerNorm and softmax over MobileViT's unfolded patches, whose rows lie in memory in
+    another order than their index (the layer norm once paired row i of x with another row
+    of y: mobilevit_xxs cosine 0.78)."""
+    import torch
+
+    class Unfolded(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 16, 3, padding=1)
+            self.norm = torch.nn.LayerNorm(16)
+            with torch.no_grad():
+                self.norm.weight.uniform_(0.5, 1.5)
+                self.norm.bias.uniform_(-1.0, 1.0)
+
+        def forward(self, x):
+            x = self.conv(x)  # [1, 16, 8, 8] -> 2x2 patches, MobileViT's reshapes
+            b, c, h, w = x.shape
+            x = x.reshape(b * c * (h // 2), 2, w // 2, 2).transpose(1, 2)
+            x = x.reshape(b, c, (h // 2) * (w // 2), 4).transpose(1, 3).reshape(b * 4, -1, c)
+            return self.norm(x) + x.softmax(dim=1)
+
+    _custom_matches(Unfolded(), (3, 8, 8), tmp_path)
+
+
 # families the C target learned from the coverage sweep (benchmarks/c_coverage.py): ECA's
 # Conv1d, MobileViTv2's unfold, XCiT's L2 normalize; the smallest variant of each
 NEW_FAMILIES = [

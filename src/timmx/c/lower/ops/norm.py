@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 from timmx.c.lower.ir import (
     Ref,
     StepKind,
-    contiguous_strides,
     dense_order,
     nhwc_strides,
     strides_for_order,
@@ -48,19 +47,19 @@ def layer_norm(low: "Lowering", node, args, kwargs, val):
     k = len(normalized_shape)
     c = math.prod(x.shape[x.ndim - k :])
     x = low.runtime(x)
-    rows_shape = x.shape[: x.ndim - k]
+    # the rows in x's memory order, so that they merge into one stride; y takes the same order
+    # (rows taken in the logical order over a permuted layout once paired x's row i with
+    # another row of y: MobileViT's unfolded patches)
+    row_dims = [d for d in dense_order(x) if d < x.ndim - k]
+    order = (*row_dims, *range(x.ndim - k, x.ndim))
+    rows_shape = tuple(x.shape[d] for d in row_dims)
     inner_ok = merged_stride(x.shape[x.ndim - k :], x.strides[x.ndim - k :]) == 1
-    row_stride = merged_stride(rows_shape, x.strides[: x.ndim - k])
+    row_stride = merged_stride(rows_shape, tuple(x.strides[d] for d in row_dims))
     if not inner_ok or row_stride is None or (math.prod(rows_shape) > 1 and row_stride < c):
-        order = [d for d in dense_order(x) if d < x.ndim - k] + list(range(x.ndim - k, x.ndim))
-        x = low.materialize(x, strides_for_order(x.shape, tuple(order)))
-        row_stride = merged_stride(rows_shape, x.strides[: x.ndim - k])
+        x = low.materialize(x, strides_for_order(x.shape, order))
+        row_stride = merged_stride(rows_shape, tuple(x.strides[d] for d in row_dims))
     rows = math.prod(rows_shape)
-    y = low.new_ref(x.shape, low.dense_like(x))
-    y_stride = merged_stride(rows_shape, y.strides[: x.ndim - k])
-    if y_stride is None or merged_stride(y.shape[x.ndim - k :], y.strides[x.ndim - k :]) != 1:
-        y = low.new_ref(x.shape, contiguous_strides(x.shape))
-        y_stride = c
+    y = low.new_ref(x.shape, strides_for_order(x.shape, order))
     gamma = weight.const.reshape(-1) if weight is not None else None
     beta = bias.const.reshape(-1) if bias is not None else None
     low.emit(
@@ -70,7 +69,7 @@ def layer_norm(low: "Lowering", node, args, kwargs, val):
         rows=rows,
         c=c,
         x_stride=row_stride or c,
-        y_stride=y_stride or c,
+        y_stride=c,
         gamma=None if gamma is None else low.runtime(low.const(gamma.float())),
         beta=None if beta is None else low.runtime(low.const(beta.float())),
         eps=float(eps),
