@@ -157,3 +157,43 @@ def test_wrong_calibration_tensor_exit_2(cli, tmp_path):
     assert result.exit_code == 2, f"exit {result.exit_code}"
     assert "model takes (3, 160, 160)" in result.stderr, result.stderr
     assert leftovers(out) == [], leftovers(out)
+
+
+def test_efficientformerv2_talking_heads_run_right_in_xnnpack(tmp_path):
+    # ExecuTorch's XNNPACK delegate runs a softmax that follows a conv over the wrong axis:
+    # EfficientFormer-V2's talking heads (1x1 convs over the heads around the softmax) gave
+    # efficientformerv2_s0 cosine -0.12. The export swaps them for matrix products.
+    from timmx._torch_env import import_timm
+
+    import_timm()  # torchvision first
+    from timm.models.efficientformer_v2 import Attention2d
+
+    from timmx.backends._module_swaps import head_mixing_swaps, swapped
+    from timmx.backends.executorch import executorch_runner, export_executorch
+    from timmx.core.model import PreparedModel
+
+    torch.manual_seed(0)
+    block = Attention2d(dim=16, key_dim=8, num_heads=4, attn_ratio=2, resolution=7)
+    block.eval()  # (its train() returns None)
+    with torch.no_grad():  # live: unit-gain norms, mixing heads that differ
+        for m in block.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+        block.attention_biases.normal_()
+    prepared = PreparedModel(
+        name="attention2d", module=block, input_size=(16, 7, 7), batch_size=1, device="cpu",
+        mean=(0.5,) * 16, std=(0.5,) * 16, normalize=False, softmax=False,
+        interpolation="bilinear", crop_pct=1.0, num_classes=0, num_features=0, labels=None,
+        weights="random",
+    )  # fmt: skip
+    x = torch.randn(1, 16, 7, 7)
+    with torch.no_grad():
+        ref = block(x).numpy()
+        twin, count = swapped(block, head_mixing_swaps())
+        np.testing.assert_allclose(twin(x).numpy(), ref, rtol=1e-5, atol=1e-5)
+    assert count == 1, "the swap must find timm's Attention2d"
+    out = tmp_path / "attention2d.pte"
+    export_executorch(prepared, out, compute_precision="float32")
+    got = executorch_runner(out)(x.numpy())
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)

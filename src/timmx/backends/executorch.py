@@ -164,7 +164,10 @@ def export_executorch(
     with quiet():
         from executorch.exir import to_edge_transform_and_lower
 
+        from timmx.backends._module_swaps import head_mixing_swaps, swapped
+
         module = static_image_size(prepared.module, prepared.input_size)
+        module, _ = swapped(module, head_mixing_swaps())  # XNNPACK: conv then softmax
         example = prepared.sample_input()
         dims = batch_dim_spec(dynamic_batch)
         if mode == ExecuTorchMode.int8:
