@@ -4,6 +4,7 @@
     uv run python benchmarks/c_coverage.py --models resnet18 dla34
     uv run python benchmarks/c_coverage.py --jobs 2 --json coverage.json
     uv run python benchmarks/c_coverage.py --skip-optional --timeout 900
+    uv run python benchmarks/c_coverage.py --markdown table.md  # the table of docs/c.md
 
 Each model (live weights from :func:`timmx.testing.save_live_checkpoint`, or timm's random init
 with --random-weights; batch 1, its default input size) is exported with
@@ -150,6 +151,18 @@ def fmt_row(r: dict) -> str:
     )
 
 
+def markdown_table(results: list[dict]) -> str:
+    """The results as the Markdown table of docs/c.md (same columns as the printed one)."""
+    lines = ["| model | status | max abs err | params (M) | export s |", "|---|---|---|---|---|"]
+    for r in results:
+        err, params = r.get("max_abs_err"), r.get("params_M")
+        lines.append(
+            f"| {r['model']} | {r['status']} | {f'{err:.1e}' if err is not None else '-'} | "
+            f"{f'{params:.1f}' if params is not None else '-'} | {r.get('export_s', 0.0):.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     """Parse arguments, run the sweep, print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -158,6 +171,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=1200.0, help="seconds per model")
     ap.add_argument("--jobs", type=int, default=1, help="models exported at once")
     ap.add_argument("--json", help="also write the results to this JSON file")
+    ap.add_argument("--markdown", help="also write the table as Markdown to this file")
     ap.add_argument("--verbose", action="store_true", help="print failure messages")
     ap.add_argument("--random-weights", action="store_true", help="timm's random init")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -183,6 +197,9 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump([results[m] for m in models], f, indent=1)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown_table([results[m] for m in models]))
 
 
 if __name__ == "__main__":

@@ -125,3 +125,19 @@ def live_checkpoint(tmp_path_factory):
         return made[key]
 
     return make
+
+
+def custom_prepared(module, input_size: tuple[int, ...], *, num_classes: int = 0,
+                    num_features: int = 0):  # fmt: skip
+    """A PreparedModel for a hand-built module (no timm model behind it): batch 1 on the CPU,
+    mean and std 0.5, no baked-in normalization or softmax."""
+    from timmx.core.model import PreparedModel
+
+    channels = input_size[0]
+    module.eval()  # (not chained: some timm layers' train() returns None)
+    return PreparedModel(
+        name="custom", module=module, input_size=tuple(input_size), batch_size=1,
+        device="cpu", mean=(0.5,) * channels, std=(0.5,) * channels, normalize=False,
+        softmax=False, interpolation="bilinear", crop_pct=1.0, num_classes=num_classes,
+        num_features=num_features, labels=None, weights="random init",
+    )  # fmt: skip

@@ -5,7 +5,7 @@ import platform
 import numpy as np
 import pytest
 import torch
-from conftest import assert_passed, leftovers
+from conftest import assert_passed, custom_prepared, leftovers
 from PIL import Image
 
 import timmx
@@ -170,7 +170,6 @@ def test_efficientformerv2_talking_heads_run_right_in_xnnpack(tmp_path):
 
     from timmx.backends._module_swaps import head_mixing_swaps, swapped
     from timmx.backends.executorch import executorch_runner, export_executorch
-    from timmx.core.model import PreparedModel
 
     torch.manual_seed(0)
     block = Attention2d(dim=16, key_dim=8, num_heads=4, attn_ratio=2, resolution=7)
@@ -181,12 +180,7 @@ def test_efficientformerv2_talking_heads_run_right_in_xnnpack(tmp_path):
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
         block.attention_biases.normal_()
-    prepared = PreparedModel(
-        name="attention2d", module=block, input_size=(16, 7, 7), batch_size=1, device="cpu",
-        mean=(0.5,) * 16, std=(0.5,) * 16, normalize=False, softmax=False,
-        interpolation="bilinear", crop_pct=1.0, num_classes=0, num_features=0, labels=None,
-        weights="random",
-    )  # fmt: skip
+    prepared = custom_prepared(block, (16, 7, 7))
     x = torch.randn(1, 16, 7, 7)
     with torch.no_grad():
         ref = block(x).numpy()

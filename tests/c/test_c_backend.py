@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_passed, leftovers
+from conftest import assert_passed, custom_prepared, leftovers
 
 from timmx.c.build import build_demo, find_compiler, run_demo
 from timmx.core.registry import create_builtin_registry
@@ -340,14 +340,8 @@ def _custom_matches(module, input_size, tmp_path, atol=1e-4) -> None:
     import torch
 
     from timmx.c.export import c_runner, export_c
-    from timmx.core.model import PreparedModel
 
-    prepared = PreparedModel(
-        name="custom", module=module.eval(), input_size=input_size, batch_size=1, device="cpu",
-        mean=(0.5,) * input_size[0], std=(0.5,) * input_size[0], normalize=False, softmax=False,
-        interpolation="bilinear", crop_pct=1.0, num_classes=0, num_features=0, labels=None,
-        weights="random init",
-    )  # fmt: skip
+    prepared = custom_prepared(module, input_size)
     export_c(prepared, tmp_path / "out", prefix="custom")
     run = c_runner(tmp_path / "out", "custom", tmp_path)
     x = prepared.sample_input()

@@ -5,11 +5,11 @@ file or compiled in, and rejects an input of the wrong size."""
 import numpy as np
 import pytest
 import torch
+from conftest import custom_prepared
 
 from timmx.c.build import find_compiler
 from timmx.c.export import c_runner, export_c
 from timmx.c.inprocess import inprocess_runner
-from timmx.core.model import PreparedModel
 from timmx.errors import ExportError
 
 CC = find_compiler()
@@ -33,12 +33,7 @@ def _net() -> torch.nn.Module:
 @pytest.mark.parametrize("embed", [False, True], ids=["weights-file", "embedded"])
 def test_inprocess_matches_demo_bitwise(tmp_path, embed) -> None:
     net = _net()
-    prepared = PreparedModel(
-        name="custom", module=net, input_size=(3, 20, 20), batch_size=1, device="cpu",
-        mean=(0.5,) * 3, std=(0.5,) * 3, normalize=False, softmax=False,
-        interpolation="bilinear", crop_pct=1.0, num_classes=10, num_features=24, labels=None,
-        weights="random init",
-    )  # fmt: skip
+    prepared = custom_prepared(net, (3, 20, 20), num_classes=10, num_features=24)
     out = tmp_path / "out"
     export_c(prepared, out, prefix="tiny", embed_weights=embed)
     x = np.random.default_rng(0).standard_normal((1, 3, 20, 20)).astype(np.float32)
