@@ -167,7 +167,8 @@ def export_executorch(
         from timmx.backends._module_swaps import head_mixing_swaps, swapped
 
         module = static_image_size(prepared.module, prepared.input_size)
-        module, _ = swapped(module, head_mixing_swaps())  # XNNPACK: conv then softmax
+        if delegate == Delegate.xnnpack:  # XNNPACK runs a softmax after a conv on the wrong axis
+            module, _ = swapped(module, head_mixing_swaps())
         example = prepared.sample_input()
         dims = batch_dim_spec(dynamic_batch)
         if mode == ExecuTorchMode.int8:
