@@ -327,10 +327,16 @@ def test_conv2d_fast_vs_ref(lib, shape):
     h, w, ic, oc, k, stride, pad, dil, groups = shape
     for idx, name, _, _, _ in gemm_kernels(lib):
         ctx = lib.context(T.FAMILY_GEMM, idx)
+        # every activation, each with a residual mode: the kernels apply the cheap ones
+        # (TXK_ACT_IS_CHEAP) straight from the accumulators and the others from a stored tile
         for act, res, xs, ys in (
             ("relu", T.RES_BEFORE, 0, 0),
             ("gelu", T.RES_AFTER, ic + 1, oc + 3),
             ("clamp", T.RES_NONE, 0, 0),
+            ("hardswish", T.RES_AFTER, 0, oc + 3),
+            ("hardsigmoid", T.RES_BEFORE, ic + 1, 0),
+            ("none", T.RES_BEFORE, 0, 0),
+            ("silu", T.RES_NONE, 0, 0),
         ):
             d = conv_desc(
                 2 if k == 1 or pad[0] != pad[2] else 1,  # batch 2: scratch reused per image

@@ -53,9 +53,10 @@ TXK_K void txk_f32_vunary_ukernel_1x16__avx512(int op, float lo, float hi, size_
 
 static TXK_T M tail_mask(size_t n) { return n >= 16 ? (M)0xFFFF : (M)((1u << n) - 1u); }
 
-/* Epilogue of one row: acc holds bias + sum. */
+/* Epilogue of one row: acc holds bias + sum. cheap (a constant at each call): the activation
+ * is TXK_ACT_IS_CHEAP, so only those are inlined. */
 static TXK_T void epi_row(V acc0, V acc1, size_t nc, float* c, const float* r,
-                          const txk_epilogue* ep) {
+                          const txk_epilogue* ep, int cheap) {
   const M m0 = tail_mask(nc), m1 = nc > 16 ? tail_mask(nc - 16) : (M)0;
   const int act = (int)ep->act;
   if (ep->residual == TXK_RESIDUAL_BEFORE_ACT) {
@@ -64,8 +65,13 @@ static TXK_T void epi_row(V acc0, V acc1, size_t nc, float* c, const float* r,
   }
   if (act != TXK_ACT_NONE) {
     const V lo = SET1(ep->act_min), hi = SET1(ep->act_max);
-    acc0 = SFX(vact)(act, acc0, lo, hi);
-    if (m1) acc1 = SFX(vact)(act, acc1, lo, hi);
+    if (cheap) {
+      acc0 = SFX(vact_cheap)(act, acc0, lo, hi);
+      acc1 = SFX(vact_cheap)(act, acc1, lo, hi);
+    } else {
+      acc0 = SFX(vact)(act, acc0, lo, hi);
+      if (m1) acc1 = SFX(vact)(act, acc1, lo, hi);
+    }
   }
   if (ep->residual == TXK_RESIDUAL_AFTER_ACT) {
     acc0 = ADD(acc0, _mm512_maskz_loadu_ps(m0, r));
@@ -82,7 +88,7 @@ static __attribute__((target("avx512f,avx2,fma"), noinline)) void epi_tile(
   size_t i;
   for (i = 0; i < mr; i++)
     epi_row(_mm512_load_ps(tile + 32 * i), _mm512_load_ps(tile + 32 * i + 16), nc,
-            c + i * c_stride, r ? r + i * r_stride : NULL, ep);
+            c + i * c_stride, r ? r + i * r_stride : NULL, ep, 0);
 }
 
 #define R8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
@@ -119,6 +125,13 @@ static __attribute__((target("avx512f,avx2,fma"), noinline)) void epi_tile(
   _mm512_store_ps(tile + 32 * i, c##i##a); \
   _mm512_store_ps(tile + 32 * i + 16, c##i##b);
 #define STORE1(i) _mm512_store_ps(tile + 32 * i, c##i##a);
+/* cheap activation: the epilogue straight from the accumulators, valid rows only */
+#define EPI2(i) \
+  if (i < mr) epi_row(c##i##a, c##i##b, nc, c + i * c_stride, r ? r + i * r_stride : NULL, ep, 1);
+#define EPI1(i)                                                                             \
+  if (i < mr)                                                                               \
+    epi_row(c##i##a, _mm512_setzero_ps(), nc, c + i * c_stride, r ? r + i * r_stride : NULL, \
+            ep, 1);
 
 #define GEMM_AVX512(NAME, ROWS)                                                               \
   TXK_K void NAME(size_t mr, size_t nc, size_t kc, size_t ks, const float* const* a,          \
@@ -145,8 +158,12 @@ static __attribute__((target("avx512f,avx2,fma"), noinline)) void epi_tile(
           w1 += 16;                                                                           \
         }                                                                                     \
       }                                                                                       \
-      ROWS(STORE2)                                                                            \
-      epi_tile(tile, mr, nc, c, c_stride, r, r_stride, ep);                                   \
+      if (TXK_ACT_IS_CHEAP(ep->act)) {                                                        \
+        ROWS(EPI2)                                                                            \
+      } else {                                                                                \
+        ROWS(STORE2)                                                                          \
+        epi_tile(tile, mr, nc, c, c_stride, r, r_stride, ep);                                 \
+      }                                                                                       \
     } else {                                                                                  \
       const float* w0 = w + 16;                                                               \
       const V b0 = _mm512_load_ps(w);                                                         \
@@ -163,8 +180,12 @@ static __attribute__((target("avx512f,avx2,fma"), noinline)) void epi_tile(
           w0 += 16;                                                                           \
         }                                                                                     \
       }                                                                                       \
-      ROWS(STORE1)                                                                            \
-      epi_tile(tile, mr, nc, c, c_stride, r, r_stride, ep);                                   \
+      if (TXK_ACT_IS_CHEAP(ep->act)) {                                                        \
+        ROWS(EPI1)                                                                            \
+      } else {                                                                                \
+        ROWS(STORE1)                                                                          \
+        epi_tile(tile, mr, nc, c, c_stride, r, r_stride, ep);                                 \
+      }                                                                                       \
     }                                                                                         \
   }
 

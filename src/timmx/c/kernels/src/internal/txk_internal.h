@@ -140,6 +140,11 @@ void txk_softmax_rows(const txk_context* ctx, size_t rows, size_t c, const float
                       size_t x_stride, float* y, size_t y_stride);
 
 #define TXK_MAX_MR 16
+/* Activations without a transcendental (a few vector ops): GEMM kernels apply them straight
+ * from the accumulators; the others go through a stored tile. */
+#define TXK_ACT_IS_CHEAP(op)                                                  \
+  ((op) == TXK_ACT_NONE || (op) == TXK_ACT_RELU || (op) == TXK_ACT_CLAMP || \
+   (op) == TXK_ACT_HARDSWISH || (op) == TXK_ACT_HARDSIGMOID)
 #define TXK_IS_ALIGNED(p) ((((uintptr_t)(const void*)(p)) & (TXK_ALIGN - 1)) == 0)
 
 static inline size_t txk_round_up(size_t a, size_t b) { return (a + b - 1) / b * b; }
