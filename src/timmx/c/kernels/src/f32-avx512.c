@@ -192,6 +192,128 @@ static __attribute__((target("avx512f,avx2,fma"), noinline)) void epi_tile(
 GEMM_AVX512(txk_f32_gemm_ukernel_8x32__avx512, R8)
 GEMM_AVX512(txk_f32_gemm_ukernel_12x32__avx512, R12)
 
+/* 6 x 64: 6 rows x 4 column vectors (24 accumulators, the rows' 6 broadcasts and one weight
+ * vector: 31 zmm). Per k step 4 weight loads and 6 broadcasts feed 24 FMAs (8 x 32: 2 and 8
+ * feed 16). nv = 1..4 column vectors is a constant at each call of the body, so each variant
+ * keeps only its own accumulators, and it never reads a weight block past the last. */
+static TXK_T void epi_vec(V acc, size_t n, float* c, const float* r, const txk_epilogue* ep,
+                          int cheap) {
+  const M m = tail_mask(n);
+  if (ep->residual == TXK_RESIDUAL_BEFORE_ACT) acc = ADD(acc, _mm512_maskz_loadu_ps(m, r));
+  if (ep->act != TXK_ACT_NONE) {
+    const V lo = SET1(ep->act_min), hi = SET1(ep->act_max);
+    acc = cheap ? SFX(vact_cheap)((int)ep->act, acc, lo, hi) : SFX(vact)((int)ep->act, acc, lo, hi);
+  }
+  if (ep->residual == TXK_RESIDUAL_AFTER_ACT) acc = ADD(acc, _mm512_maskz_loadu_ps(m, r));
+  _mm512_mask_storeu_ps(c, m, acc);
+}
+
+static __attribute__((target("avx512f,avx2,fma"), noinline)) void epi_tile64(
+    const float* tile, size_t mr, size_t nc, float* c, size_t c_stride, const float* r,
+    size_t r_stride, const txk_epilogue* ep) {
+  size_t i, v;
+  for (i = 0; i < mr; i++)
+    for (v = 0; v * 16 < nc; v++)
+      epi_vec(_mm512_load_ps(tile + 64 * i + 16 * v), nc - 16 * v, c + i * c_stride + 16 * v,
+              r ? r + i * r_stride + 16 * v : NULL, ep, 0);
+}
+
+#define R6(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define G_DECL(i) V c##i##0 = b0, c##i##1 = b1, c##i##2 = b2, c##i##3 = b3; const float* a##i;
+#define G_LOADC(i)                                                           \
+  {                                                                          \
+    const float* ci = c + (i < mr ? i : mr - 1) * c_stride;                  \
+    c##i##0 = _mm512_maskz_loadu_ps(tail_mask(nc), ci);                      \
+    if (nv > 1) c##i##1 = _mm512_maskz_loadu_ps(tail_mask(nc - 16), ci + 16); \
+    if (nv > 2) c##i##2 = _mm512_maskz_loadu_ps(tail_mask(nc - 32), ci + 32); \
+    if (nv > 3) c##i##3 = _mm512_maskz_loadu_ps(tail_mask(nc - 48), ci + 48); \
+  }
+#define G_SETP(i) a##i = a[i] + o;
+#define G_BCAST(i) const V x##i = _mm512_set1_ps(a##i[t]);
+#define G_FMA0(i) c##i##0 = FMA(x##i, wv, c##i##0);
+#define G_FMA1(i) c##i##1 = FMA(x##i, wv, c##i##1);
+#define G_FMA2(i) c##i##2 = FMA(x##i, wv, c##i##2);
+#define G_FMA3(i) c##i##3 = FMA(x##i, wv, c##i##3);
+#define G_STASH(i)                                         \
+  _mm512_store_ps(tile + 64 * i, c##i##0);                 \
+  if (nv > 1) _mm512_store_ps(tile + 64 * i + 16, c##i##1); \
+  if (nv > 2) _mm512_store_ps(tile + 64 * i + 32, c##i##2); \
+  if (nv > 3) _mm512_store_ps(tile + 64 * i + 48, c##i##3);
+#define G_EPI(i)                                                                     \
+  if (i < mr) {                                                                      \
+    float* ci = c + i * c_stride;                                                    \
+    const float* ri = r ? r + i * r_stride : NULL;                                   \
+    epi_vec(c##i##0, nc, ci, ri, ep, 1);                                             \
+    if (nv > 1) epi_vec(c##i##1, nc - 16, ci + 16, ri ? ri + 16 : NULL, ep, 1);      \
+    if (nv > 2) epi_vec(c##i##2, nc - 32, ci + 32, ri ? ri + 32 : NULL, ep, 1);      \
+    if (nv > 3) epi_vec(c##i##3, nc - 48, ci + 48, ri ? ri + 48 : NULL, ep, 1);      \
+  }
+
+static TXK_T void gemm6_body(const size_t nv, size_t mr, size_t nc, size_t kc, size_t ks,
+                             const float* const* a, const ptrdiff_t* a_off, const float* w,
+                             size_t w_stride, float* c, size_t c_stride, const float* r,
+                             size_t r_stride, const txk_epilogue* ep) {
+  TXK_ALIGNED64 float tile[64 * 6];
+  const float* w0 = w + 16;
+  const float* w1 = w + w_stride + 16;
+  const float* w2 = w + 2 * w_stride + 16;
+  const float* w3 = w + 3 * w_stride + 16;
+  const V b0 = _mm512_load_ps(w);
+  const V b1 = nv > 1 ? _mm512_load_ps(w + w_stride) : b0;
+  const V b2 = nv > 2 ? _mm512_load_ps(w + 2 * w_stride) : b0;
+  const V b3 = nv > 3 ? _mm512_load_ps(w + 3 * w_stride) : b0;
+  size_t s, t;
+  R6(G_DECL)
+  for (s = 0; s < ks; s++) {
+    const ptrdiff_t o = a_off[s];
+    R6(G_SETP)
+#pragma GCC unroll 2
+    for (t = 0; t < kc; t++) {
+      V wv;
+      R6(G_BCAST)
+      wv = _mm512_load_ps(w0);
+      R6(G_FMA0)
+      if (nv > 1) {
+        wv = _mm512_load_ps(w1);
+        R6(G_FMA1)
+      }
+      if (nv > 2) {
+        wv = _mm512_load_ps(w2);
+        R6(G_FMA2)
+      }
+      if (nv > 3) {
+        wv = _mm512_load_ps(w3);
+        R6(G_FMA3)
+      }
+      w0 += 16;
+      w1 += 16;
+      w2 += 16;
+      w3 += 16;
+    }
+  }
+  if (TXK_ACT_IS_CHEAP(ep->act)) {
+    R6(G_EPI)
+  } else {
+    R6(G_STASH)
+    epi_tile64(tile, mr, nc, c, c_stride, r, r_stride, ep);
+  }
+}
+
+TXK_K void txk_f32_gemm_ukernel_6x64__avx512(size_t mr, size_t nc, size_t kc, size_t ks,
+                                             const float* const* a, const ptrdiff_t* a_off,
+                                             const float* w, size_t w_stride, float* c,
+                                             size_t c_stride, const float* r, size_t r_stride,
+                                             const txk_epilogue* ep) {
+  if (nc > 48)
+    gemm6_body(4, mr, nc, kc, ks, a, a_off, w, w_stride, c, c_stride, r, r_stride, ep);
+  else if (nc > 32)
+    gemm6_body(3, mr, nc, kc, ks, a, a_off, w, w_stride, c, c_stride, r, r_stride, ep);
+  else if (nc > 16)
+    gemm6_body(2, mr, nc, kc, ks, a, a_off, w, w_stride, c, c_stride, r, r_stride, ep);
+  else
+    gemm6_body(1, mr, nc, kc, ks, a, a_off, w, w_stride, c, c_stride, r, r_stride, ep);
+}
+
 /* Depthwise: one output row, 16 channels per zmm (see templates/txk_dwconv.inc). */
 #define DW_MASK M
 #define DW_TAIL(n) tail_mask(n)

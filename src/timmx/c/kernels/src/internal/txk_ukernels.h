@@ -38,7 +38,8 @@
 /* clang-format off */
 #define TXK_UKERNELS(X)                                                            \
   /* GEMM / direct conv (conv kxk, 1x1, grouped, patchify; linear; bmm) */         \
-  X(gemm,     8, 32, avx512)   /* default on AVX-512 */                            \
+  X(gemm,     6, 64, avx512)   /* default on AVX-512 */                            \
+  X(gemm,     8, 32, avx512)                                                       \
   X(gemm,    12, 32, avx512)                                                       \
   X(gemm,     6, 16, avx2)                                                         \
   X(gemm,     6, 16, neon)                                                         \
