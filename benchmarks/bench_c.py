@@ -500,7 +500,11 @@ def markdown(rows: list[dict], header: list[str]) -> str:
                 if k["kind"] not in kinds:
                     kinds.append(k["kind"])
         cols = " | ".join(f"{r['threads']} thr ms | GFLOP/s" for r in per)
-        out += ["", f"**{model}** (C, -DTXM_PROFILE, ms per run per step kind)", ""]
+        out += [
+            "",
+            f"**{model}** (C, -DTXM_PROFILE: each step's fastest call, summed per step kind, ms)",
+            "",
+        ]
         out.append(f"| kind | steps | GFLOP | {cols} |")
         out.append("|---|---|---|" + "---|---|" * len(per))
         for kind in kinds:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -109,7 +110,6 @@ def test_artifact_layout(resnet_c) -> None:
 def test_source_reads_top_to_bottom(resnet_c) -> None:
     """Ruled sections in order; named weights and arena maps; each descriptor defined once
     (designated) and shared by run() and the scratch check; labels in their own file."""
-    import re
 
     out, data = resnet_c
     source = (out / "test_resnet.c").read_text()
@@ -165,6 +165,35 @@ def test_builds_warning_free(resnet_c, tmp_path, compiler) -> None:
     assert run.returncode == 0, f"demo failed: {run.stderr}"
     lines = run.stdout.strip().splitlines()
     assert len(lines) == 5 and lines[0].startswith("1 "), f"no top-5 printed: {run.stdout}"
+
+
+@needs_cc
+def test_profile_build_reports_every_step(resnet_c, tmp_path) -> None:
+    """-DTXM_PROFILE builds warning-free and prints each step's fastest call and FLOPs, and the
+    per-kind sums of those."""
+    src, data = resnet_c
+    work = tmp_path / "prof"
+    shutil.copytree(src, work)
+    flags = "-O1 -Werror -std=c99 -pedantic -Wno-overlength-strings -DTXM_PROFILE"
+    proc = subprocess.run(
+        ["make", f"CC={CC}", f"CFLAGS={flags}"], cwd=work, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, f"profile build failed:\n{proc.stderr[-3000:]}"
+    raw = tmp_path / "in.raw"
+    np.random.default_rng(0).standard_normal(3 * 160 * 160).astype(np.float32).tofile(raw)
+    run = run_demo(work / "test_resnet_demo", ["--bench", "3", "test_resnet_weights.bin", str(raw)])
+    assert run.returncode == 0, run.stderr
+    steps = re.findall(
+        r"^step +\d+ +([\d.]+) ms +([\d.]+) GFLOP/s +([\d.]+) MFLOP  (.+)$", run.stderr, re.M
+    )
+    assert len(steps) == data["details"]["steps"], run.stderr
+    assert all(float(ms) > 0 for ms, *_ in steps)
+    convs = [s for s in steps if s[3].startswith("conv")]
+    assert convs and all(float(mflop) > 0 and float(gfs) > 0 for _, gfs, mflop, _ in convs)
+    total = re.search(r"^kind total +\d+ +([\d.]+)$", run.stderr, re.M)
+    assert total and float(total.group(1)) == pytest.approx(
+        sum(float(s[0]) for s in steps), abs=2e-3
+    )
 
 
 def _weights_status(exe: Path, weights: Path, tmp_path: Path) -> subprocess.CompletedProcess:
