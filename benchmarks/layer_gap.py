@@ -33,12 +33,14 @@ from pathlib import Path
 
 from bench_c import DEFAULT_MODELS
 
-STEP = re.compile(r"step +\d+ +([\d.]+) ms +[\d.]+ GFLOP/s +([\d.]+) MFLOP  (\S+)")
+STEP = re.compile(
+    r"step +\d+ +([\d.]+) ms +[\d.]+ GFLOP/s +([\d.]+) MFLOP  (\S+)(?: \[[^]]*\])? (\S+)"
+)
 MAC_OPS = {"Conv", "FusedConv", "MatMul", "Gemm", "FusedMatMul", "FusedGemm", "NhwcFusedConv"}
 
 
 def c_steps(demo: Path, here: Path, runs: int) -> list[tuple[str, float, float]]:
-    """(kind, fastest ms, FLOPs) of every step of the C's profiling demo."""
+    """(kind and first module, fastest ms, FLOPs) of every step of the C's profiling demo."""
     files = [str(here / "c" / "m_weights.bin"), str(here / "input.raw")]
     proc = subprocess.run(
         [str(demo), "--threads", "1", "--bench", str(runs), *files],
@@ -46,8 +48,9 @@ def c_steps(demo: Path, here: Path, runs: int) -> list[tuple[str, float, float]]
         text=True,
         check=True,
     )
+    # kind: the step's kernel and its first module (e.g. "conv blocks.1.0.conv_dw")
     return [
-        (m.group(3), float(m.group(1)), float(m.group(2)) * 1e6)
+        (f"{m.group(3)} {m.group(4)}", float(m.group(1)), float(m.group(2)) * 1e6)
         for m in map(STEP.match, proc.stderr.splitlines())
         if m
     ]
@@ -104,7 +107,7 @@ def _fastest(a: list, b: list) -> list:
 def _group(items: list[tuple[str, float, float]], side: str) -> dict:
     groups: dict = collections.defaultdict(lambda: [0, 0.0, ""])
     for kind, ms, flops in items:
-        key = float(f"{flops:.3g}") if flops > 0 else f"{side}: {kind}"
+        key = float(f"{flops:.3g}") if flops > 0 else f"{side}: {kind.split()[0]}"
         g = groups[key]
         g[0] += 1
         g[1] += ms

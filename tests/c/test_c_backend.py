@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shlex
 import shutil
 import struct
 import subprocess
@@ -137,20 +138,24 @@ def test_source_reads_top_to_bottom(resnet_c) -> None:
     assert '"tench, Tinca tinca"' in labels and "tench" not in source, "labels not on their own"
 
 
+def _make_strict(src: Path, work: Path, compiler: str, extra: str = "") -> Path:
+    """A copy of the artifact built by its Makefile with -std=c99 -pedantic -Werror."""
+    shutil.copytree(src, work)
+    flags = f"-O1 -Werror -std=c99 -pedantic -Wno-overlength-strings {extra}".strip()
+    proc = subprocess.run(
+        ["make", f"CC={compiler}", f"CFLAGS={flags}"], cwd=work, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, f"make with {compiler} {extra} failed:\n{proc.stderr[-3000:]}"
+    assert "warning" not in proc.stderr.lower(), f"{compiler} warned:\n{proc.stderr[-3000:]}"
+    return work
+
+
 @needs_cc
 @pytest.mark.parametrize("compiler", ["gcc", "clang"])
 def test_builds_warning_free(resnet_c, tmp_path, compiler) -> None:
     if shutil.which(compiler) is None:
         pytest.skip(f"{compiler} is not installed (CI installs clang)")
-    src, _ = resnet_c
-    work = tmp_path / "build"
-    shutil.copytree(src, work)
-    flags = "-O1 -Werror -std=c99 -pedantic -Wno-overlength-strings"
-    proc = subprocess.run(
-        ["make", f"CC={compiler}", f"CFLAGS={flags}"], cwd=work, capture_output=True, text=True
-    )
-    assert proc.returncode == 0, f"make with {compiler} failed:\n{proc.stderr[-3000:]}"
-    assert "warning" not in proc.stderr.lower(), f"{compiler} warned:\n{proc.stderr[-3000:]}"
+    work = _make_strict(resnet_c[0], tmp_path / "build", compiler)
     ppm = tmp_path / "img.ppm"
     pixels = bytes(
         (x * 7 + y * 3 + c * 50) % 256 for y in range(90) for x in range(120) for c in range(3)
@@ -172,16 +177,12 @@ def test_profile_build_reports_every_step(resnet_c, tmp_path) -> None:
     """-DTXM_PROFILE builds warning-free and prints each step's fastest call and FLOPs, and the
     per-kind sums of those."""
     src, data = resnet_c
-    work = tmp_path / "prof"
-    shutil.copytree(src, work)
-    flags = "-O1 -Werror -std=c99 -pedantic -Wno-overlength-strings -DTXM_PROFILE"
-    proc = subprocess.run(
-        ["make", f"CC={CC}", f"CFLAGS={flags}"], cwd=work, capture_output=True, text=True
-    )
-    assert proc.returncode == 0, f"profile build failed:\n{proc.stderr[-3000:]}"
+    work = _make_strict(src, tmp_path / "prof", shlex.join(CC), "-DTXM_PROFILE")
     raw = tmp_path / "in.raw"
     np.random.default_rng(0).standard_normal(3 * 160 * 160).astype(np.float32).tofile(raw)
-    run = run_demo(work / "test_resnet_demo", ["--bench", "3", "test_resnet_weights.bin", str(raw)])
+    run = run_demo(
+        work / "test_resnet_demo", ["--bench", "3", str(work / "test_resnet_weights.bin"), str(raw)]
+    )
     assert run.returncode == 0, run.stderr
     steps = re.findall(
         r"^step +\d+ +([\d.]+) ms +([\d.]+) GFLOP/s +([\d.]+) MFLOP  (.+)$", run.stderr, re.M

@@ -60,6 +60,13 @@ def _wait_for(condition, process: subprocess.Popen, what: str) -> None:
         time.sleep(POLL_S)
 
 
+def _foreground_signals() -> None:
+    """In the child: SIGINT as in a foreground terminal. A shell that starts a job in the
+    background (``pytest ... &``) leaves SIGINT ignored, the child inherits that and Python
+    then keeps it ignored: a Ctrl-C test would test the shell, not timmx."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(folder: Path, *args: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("TIMMX_IN_PROCESS", "TIMMX_DEBUG")}
     return subprocess.Popen(
@@ -69,6 +76,7 @@ def _start(folder: Path, *args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_foreground_signals,
     )
 
 
