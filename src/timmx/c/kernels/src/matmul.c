@@ -247,6 +247,12 @@ int txk_attention(const txk_context* ctx, const txk_attention_desc* d, const flo
   txk_parallel(ctx, attn_pack_task, &j, 2 * heads);
   j.nqb = (want + heads - 1) / heads;
   if (j.nqb > j.q_units) j.nqb = j.q_units;
+  {
+    /* a multiple of the thread count where the query blocks allow: 3 heads x 3 blocks on 2
+     * threads would leave one thread 5 of the 9 tasks (vit_tiny) */
+    const size_t threads = (size_t)txk_context_threads(ctx);
+    while ((heads * j.nqb) % threads != 0 && j.nqb < j.q_units) j.nqb++;
+  }
   txk_parallel(ctx, attn_task, &j, heads * j.nqb);
   return TXK_OK;
 }
