@@ -53,42 +53,31 @@ TXK_K void txk_f32_vunary_ukernel_1x16__avx512(int op, float lo, float hi, size_
 
 static TXK_T M tail_mask(size_t n) { return n >= 16 ? (M)0xFFFF : (M)((1u << n) - 1u); }
 
-/* Epilogue of one row: acc holds bias + sum. cheap (a constant at each call): the activation
- * is TXK_ACT_IS_CHEAP, so only those are inlined. */
-static TXK_T void epi_row(V acc0, V acc1, size_t nc, float* c, const float* r,
-                          const txk_epilogue* ep, int cheap) {
-  const M m0 = tail_mask(nc), m1 = nc > 16 ? tail_mask(nc - 16) : (M)0;
-  const int act = (int)ep->act;
-  if (ep->residual == TXK_RESIDUAL_BEFORE_ACT) {
-    acc0 = ADD(acc0, _mm512_maskz_loadu_ps(m0, r));
-    acc1 = ADD(acc1, _mm512_maskz_loadu_ps(m1, r + 16));
-  }
-  if (act != TXK_ACT_NONE) {
+/* Epilogue of one 16-column vector of a row (its first n columns): acc holds bias + sum.
+ * cheap (a constant at each call): the activation is TXK_ACT_IS_CHEAP, so only those are
+ * inlined. */
+static TXK_T void epi_vec(V acc, size_t n, float* c, const float* r, const txk_epilogue* ep,
+                          int cheap) {
+  const M m = tail_mask(n);
+  if (ep->residual == TXK_RESIDUAL_BEFORE_ACT) acc = ADD(acc, _mm512_maskz_loadu_ps(m, r));
+  if (ep->act != TXK_ACT_NONE) {
     const V lo = SET1(ep->act_min), hi = SET1(ep->act_max);
-    if (cheap) {
-      acc0 = SFX(vact_cheap)(act, acc0, lo, hi);
-      acc1 = SFX(vact_cheap)(act, acc1, lo, hi);
-    } else {
-      acc0 = SFX(vact)(act, acc0, lo, hi);
-      if (m1) acc1 = SFX(vact)(act, acc1, lo, hi);
-    }
+    acc = cheap ? SFX(vact_cheap)((int)ep->act, acc, lo, hi) : SFX(vact)((int)ep->act, acc, lo, hi);
   }
-  if (ep->residual == TXK_RESIDUAL_AFTER_ACT) {
-    acc0 = ADD(acc0, _mm512_maskz_loadu_ps(m0, r));
-    acc1 = ADD(acc1, _mm512_maskz_loadu_ps(m1, r + 16));
-  }
-  _mm512_mask_storeu_ps(c, m0, acc0);
-  if (m1) _mm512_mask_storeu_ps(c + 16, m1, acc1);
+  if (ep->residual == TXK_RESIDUAL_AFTER_ACT) acc = ADD(acc, _mm512_maskz_loadu_ps(m, r));
+  _mm512_mask_storeu_ps(c, m, acc);
 }
 
-/* Tile epilogue, out of line so the accumulator loop keeps all registers. */
+/* Tile epilogue for the activations that are not cheap, out of line so that the accumulator
+ * loop keeps all its registers: row i of the stored tile at tile + i * ld. */
 static __attribute__((target("avx512f,avx2,fma"), noinline)) void epi_tile(
-    const float* tile, size_t mr, size_t nc, float* c, size_t c_stride, const float* r,
-    size_t r_stride, const txk_epilogue* ep) {
-  size_t i;
+    const float* tile, size_t ld, size_t mr, size_t nc, float* c, size_t c_stride,
+    const float* r, size_t r_stride, const txk_epilogue* ep) {
+  size_t i, v;
   for (i = 0; i < mr; i++)
-    epi_row(_mm512_load_ps(tile + 32 * i), _mm512_load_ps(tile + 32 * i + 16), nc,
-            c + i * c_stride, r ? r + i * r_stride : NULL, ep, 0);
+    for (v = 0; v * 16 < nc; v++)
+      epi_vec(_mm512_load_ps(tile + ld * i + 16 * v), nc - 16 * v, c + i * c_stride + 16 * v,
+              r ? r + i * r_stride + 16 * v : NULL, ep, 0);
 }
 
 #define R8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
@@ -126,12 +115,14 @@ static __attribute__((target("avx512f,avx2,fma"), noinline)) void epi_tile(
   _mm512_store_ps(tile + 32 * i + 16, c##i##b);
 #define STORE1(i) _mm512_store_ps(tile + 32 * i, c##i##a);
 /* cheap activation: the epilogue straight from the accumulators, valid rows only */
-#define EPI2(i) \
-  if (i < mr) epi_row(c##i##a, c##i##b, nc, c + i * c_stride, r ? r + i * r_stride : NULL, ep, 1);
-#define EPI1(i)                                                                             \
-  if (i < mr)                                                                               \
-    epi_row(c##i##a, _mm512_setzero_ps(), nc, c + i * c_stride, r ? r + i * r_stride : NULL, \
-            ep, 1);
+#define EPI2(i)                                                                           \
+  if (i < mr) {                                                                           \
+    epi_vec(c##i##a, nc, c + i * c_stride, r ? r + i * r_stride : NULL, ep, 1);           \
+    epi_vec(c##i##b, nc - 16, c + i * c_stride + 16, r ? r + i * r_stride + 16 : NULL, ep, \
+            1);                                                                           \
+  }
+#define EPI1(i) \
+  if (i < mr) epi_vec(c##i##a, nc, c + i * c_stride, r ? r + i * r_stride : NULL, ep, 1);
 
 #define GEMM_AVX512(NAME, ROWS)                                                               \
   TXK_K void NAME(size_t mr, size_t nc, size_t kc, size_t ks, const float* const* a,          \
@@ -162,7 +153,7 @@ static __attribute__((target("avx512f,avx2,fma"), noinline)) void epi_tile(
         ROWS(EPI2)                                                                            \
       } else {                                                                                \
         ROWS(STORE2)                                                                          \
-        epi_tile(tile, mr, nc, c, c_stride, r, r_stride, ep);                                 \
+        epi_tile(tile, 32, mr, nc, c, c_stride, r, r_stride, ep);                                 \
       }                                                                                       \
     } else {                                                                                  \
       const float* w0 = w + 16;                                                               \
@@ -184,7 +175,7 @@ static __attribute__((target("avx512f,avx2,fma"), noinline)) void epi_tile(
         ROWS(EPI1)                                                                            \
       } else {                                                                                \
         ROWS(STORE1)                                                                          \
-        epi_tile(tile, mr, nc, c, c_stride, r, r_stride, ep);                                 \
+        epi_tile(tile, 32, mr, nc, c, c_stride, r, r_stride, ep);                                 \
       }                                                                                       \
     }                                                                                         \
   }
@@ -192,42 +183,8 @@ static __attribute__((target("avx512f,avx2,fma"), noinline)) void epi_tile(
 GEMM_AVX512(txk_f32_gemm_ukernel_8x32__avx512, R8)
 GEMM_AVX512(txk_f32_gemm_ukernel_12x32__avx512, R12)
 
-/* 6 x 64: 6 rows x 4 column vectors (24 accumulators, the rows' 6 broadcasts and one weight
- * vector: 31 zmm). Per k step 4 weight loads and 6 broadcasts feed 24 FMAs (8 x 32: 2 and 8
- * feed 16). nv = 1..4 column vectors is a constant at each call of the body, so each variant
- * keeps only its own accumulators, and it never reads a weight block past the last. */
-static TXK_T void epi_vec(V acc, size_t n, float* c, const float* r, const txk_epilogue* ep,
-                          int cheap) {
-  const M m = tail_mask(n);
-  if (ep->residual == TXK_RESIDUAL_BEFORE_ACT) acc = ADD(acc, _mm512_maskz_loadu_ps(m, r));
-  if (ep->act != TXK_ACT_NONE) {
-    const V lo = SET1(ep->act_min), hi = SET1(ep->act_max);
-    acc = cheap ? SFX(vact_cheap)((int)ep->act, acc, lo, hi) : SFX(vact)((int)ep->act, acc, lo, hi);
-  }
-  if (ep->residual == TXK_RESIDUAL_AFTER_ACT) acc = ADD(acc, _mm512_maskz_loadu_ps(m, r));
-  _mm512_mask_storeu_ps(c, m, acc);
-}
-
-static __attribute__((target("avx512f,avx2,fma"), noinline)) void epi_tile64(
-    const float* tile, size_t mr, size_t nc, float* c, size_t c_stride, const float* r,
-    size_t r_stride, const txk_epilogue* ep) {
-  size_t i, v;
-  for (i = 0; i < mr; i++)
-    for (v = 0; v * 16 < nc; v++)
-      epi_vec(_mm512_load_ps(tile + 64 * i + 16 * v), nc - 16 * v, c + i * c_stride + 16 * v,
-              r ? r + i * r_stride + 16 * v : NULL, ep, 0);
-}
-
 #define R6(X) X(0) X(1) X(2) X(3) X(4) X(5)
 #define G_DECL(i) V c##i##0 = b0, c##i##1 = b1, c##i##2 = b2, c##i##3 = b3; const float* a##i;
-#define G_LOADC(i)                                                           \
-  {                                                                          \
-    const float* ci = c + (i < mr ? i : mr - 1) * c_stride;                  \
-    c##i##0 = _mm512_maskz_loadu_ps(tail_mask(nc), ci);                      \
-    if (nv > 1) c##i##1 = _mm512_maskz_loadu_ps(tail_mask(nc - 16), ci + 16); \
-    if (nv > 2) c##i##2 = _mm512_maskz_loadu_ps(tail_mask(nc - 32), ci + 32); \
-    if (nv > 3) c##i##3 = _mm512_maskz_loadu_ps(tail_mask(nc - 48), ci + 48); \
-  }
 #define G_SETP(i) a##i = a[i] + o;
 #define G_BCAST(i) const V x##i = _mm512_set1_ps(a##i[t]);
 #define G_FMA0(i) c##i##0 = FMA(x##i, wv, c##i##0);
@@ -249,6 +206,10 @@ static __attribute__((target("avx512f,avx2,fma"), noinline)) void epi_tile64(
     if (nv > 3) epi_vec(c##i##3, nc - 48, ci + 48, ri ? ri + 48 : NULL, ep, 1);      \
   }
 
+/* 6 x 64: 6 rows x 4 column vectors (24 accumulators, the rows' 6 broadcasts and one weight
+ * vector: 31 zmm). Per k step 4 weight loads and 6 broadcasts feed 24 FMAs (8 x 32: 2 and 8
+ * feed 16). nv = 1..4 column vectors is a constant at each call of the body, so each variant
+ * keeps only its own accumulators, and it never reads a weight block past the last. */
 static TXK_T void gemm6_body(const size_t nv, size_t mr, size_t nc, size_t kc, size_t ks,
                              const float* const* a, const ptrdiff_t* a_off, const float* w,
                              size_t w_stride, float* c, size_t c_stride, const float* r,
@@ -295,7 +256,7 @@ static TXK_T void gemm6_body(const size_t nv, size_t mr, size_t nc, size_t kc, s
     R6(G_EPI)
   } else {
     R6(G_STASH)
-    epi_tile64(tile, mr, nc, c, c_stride, r, r_stride, ep);
+    epi_tile(tile, 64, mr, nc, c, c_stride, r, r_stride, ep);
   }
 }
 
