@@ -124,6 +124,16 @@ static __attribute__((target("avx512f,avx2,fma"), noinline)) void epi_tile(
 #define EPI1(i) \
   if (i < mr) epi_vec(c##i##a, nc, c + i * c_stride, r ? r + i * r_stride : NULL, ep, 1);
 
+/* The tile's epilogue: cheap activations from the accumulators, the others from the tile
+ * stored to the stack. */
+#define FINISH(ROWS, EPI, STORE)                               \
+  if (TXK_ACT_IS_CHEAP(ep->act)) {                             \
+    ROWS(EPI)                                                  \
+  } else {                                                     \
+    ROWS(STORE)                                                \
+    epi_tile(tile, 32, mr, nc, c, c_stride, r, r_stride, ep); \
+  }
+
 #define GEMM_AVX512(NAME, ROWS)                                                               \
   TXK_K void NAME(size_t mr, size_t nc, size_t kc, size_t ks, const float* const* a,          \
                   const ptrdiff_t* a_off, const float* w, size_t w_stride, float* c,          \
@@ -149,12 +159,7 @@ static __attribute__((target("avx512f,avx2,fma"), noinline)) void epi_tile(
           w1 += 16;                                                                           \
         }                                                                                     \
       }                                                                                       \
-      if (TXK_ACT_IS_CHEAP(ep->act)) {                                                        \
-        ROWS(EPI2)                                                                            \
-      } else {                                                                                \
-        ROWS(STORE2)                                                                          \
-        epi_tile(tile, 32, mr, nc, c, c_stride, r, r_stride, ep);                                 \
-      }                                                                                       \
+      FINISH(ROWS, EPI2, STORE2)                                                              \
     } else {                                                                                  \
       const float* w0 = w + 16;                                                               \
       const V b0 = _mm512_load_ps(w);                                                         \
@@ -171,12 +176,7 @@ static __attribute__((target("avx512f,avx2,fma"), noinline)) void epi_tile(
           w0 += 16;                                                                           \
         }                                                                                     \
       }                                                                                       \
-      if (TXK_ACT_IS_CHEAP(ep->act)) {                                                        \
-        ROWS(EPI1)                                                                            \
-      } else {                                                                                \
-        ROWS(STORE1)                                                                          \
-        epi_tile(tile, 32, mr, nc, c, c_stride, r, r_stride, ep);                                 \
-      }                                                                                       \
+      FINISH(ROWS, EPI1, STORE1)                                                              \
     }                                                                                         \
   }
 
