@@ -24,6 +24,7 @@ two matrix products and the softmax as three nodes).
 import argparse
 import collections
 import json
+import math
 import os
 import re
 import subprocess
@@ -57,8 +58,6 @@ def c_steps(demo: Path, here: Path, runs: int) -> list[tuple[str, float, float]]
 
 
 def _node_flops(op: str, ins: list[list[int]], outs: list[list[int]]) -> float:
-    import math
-
     if op not in MAC_OPS or len(ins) < 2 or not outs:
         return 0.0
     if "Conv" in op:  # weights [oc, ic / groups, kh, kw]: per output, ic/groups x kh x kw
