@@ -71,6 +71,15 @@ int txg_copy(int ndim, const long* shape, const float* x, const long* xs, float*
     do {
       const float* xb = x + txg_offset(ndim - 1, idx, xs);
       float* yb = y + txg_offset(ndim - 1, idx, ys);
+      if (inner == 3 && rx == 1) { /* an RGB image to NHWC: no tiles, three input streams */
+        const float *x0 = xb, *x1 = xb + sx, *x2 = xb + 2 * sx;
+        for (i = 0; i < rows; i++) {
+          yb[i * ry] = x0[i];
+          yb[i * ry + 1] = x1[i];
+          yb[i * ry + 2] = x2[i];
+        }
+        continue;
+      }
       for (i0 = 0; i0 < rows; i0 += 16)
         for (j0 = 0; j0 < inner; j0 += 16) {
           const long i1 = i0 + 16 < rows ? i0 + 16 : rows, j1 = j0 + 16 < inner ? j0 + 16 : inner;
