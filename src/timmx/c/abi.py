@@ -13,7 +13,7 @@ Pointers to float data are ``c_void_p`` (pass ``array.ctypes.data_as(c_void_p)``
 import ctypes as C
 
 VERSION_MAJOR = 0
-VERSION_MINOR = 4
+VERSION_MINOR = 5
 BLOCK = 16  # TXK_BLOCK: output channels per packed weight block
 ALIGN = 64  # TXK_ALIGN: alignment of packed weights and scratch (bytes)
 MAX_DIMS = 6  # TXK_MAX_DIMS (txk_permute)
@@ -141,6 +141,12 @@ class Conv2dDesc(C.Structure):
     ] + [("epilogue", Epilogue), ("algo", c_enum)]
 
 
+class PwDwDesc(C.Structure):
+    """txk_pwdw_desc"""
+
+    _fields_ = [("pw", Conv2dDesc), ("dw", Conv2dDesc)]
+
+
 class LinearDesc(C.Structure):
     """txk_linear_desc"""
 
@@ -229,6 +235,7 @@ STRUCTS: dict[str, type[C.Structure]] = {
     "txk_context": Context,
     "txk_threadpool": ThreadPool,
     "txk_conv2d_desc": Conv2dDesc,
+    "txk_pwdw_desc": PwDwDesc,
     "txk_linear_desc": LinearDesc,
     "txk_bmm_desc": BmmDesc,
     "txk_attention_desc": AttentionDesc,
@@ -268,6 +275,9 @@ FUNCTIONS: dict[str, tuple[object, list]] = {
     "txk_conv2d_scratch_size": (_sz, [_p(Conv2dDesc)]),
     "txk_conv2d": (_i, [_ctx, _p(Conv2dDesc), _vp, _vp, _vp, _vp, _vp]),
     "txk_ref_conv2d": (_i, [_p(Conv2dDesc), _vp, _vp, _vp, _vp, _vp]),
+    "txk_pwdw_check": (_i, [_p(PwDwDesc)]),
+    "txk_pwdw_scratch_size": (_sz, [_p(PwDwDesc)]),
+    "txk_conv2d_pw_dw": (_i, [_ctx, _p(PwDwDesc), _vp, _vp, _vp, _vp, _vp, _vp]),
     # linear, bmm, attention
     "txk_linear_packed_size": (_sz, [_p(LinearDesc)]),
     "txk_linear": (_i, [_ctx, _p(LinearDesc), _vp, _vp, _vp, _vp]),
@@ -297,6 +307,7 @@ FUNCTIONS: dict[str, tuple[object, list]] = {
     "txk_unary": (_i, [_ctx, c_enum, _f, _f, _sz, _vp, _vp]),
     "txk_ref_unary": (_i, [c_enum, _f, _f, _sz, _vp, _vp]),
     "txk_channel_scale": (_i, [_ctx, _sz, _sz, _sz, _vp, _vp, c_enum, _vp]),
+    "txk_gate_weights": (_i, [_ctx, _sz, _sz, _vp, _vp, c_enum, _vp]),
     # data movement
     "txk_copy2d": (_i, [_sz, _sz, _vp, _sz, _vp, _sz]),
     "txk_concat_channels": (_i, [_sz, _sz, C.POINTER(_vp), C.POINTER(_sz), _vp]),

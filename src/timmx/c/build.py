@@ -242,7 +242,7 @@ def scratch_sizer(cc: list[str] | None):
 
 def _estimate(kind: StepKind, d) -> int:
     """An upper bound of the kernel library's scratch bytes, without the library (the same
-    formulas as conv.c / winograd.c, plus slack)."""
+    formulas as conv.c / winograd.c / pwdw.c, plus slack)."""
 
     def r16(v: int) -> int:
         return -(-v // 16) * 16
@@ -257,6 +257,14 @@ def _estimate(kind: StepKind, d) -> int:
         hp = d["in_h"] + d["pad_top"] + d["pad_bottom"]
         wp = d["in_w"] + d["pad_left"] + d["pad_right"]
         return hp * wp * d["in_c"] * 4 + 64
+    if kind is StepKind.CONV_PW_DW:
+        dw = d["dw"]
+        row = dw["in_w"] * dw["in_c"]
+        kh, sh = dw["kh"], dw["stride_h"]
+        fit = 256 * 1024 // 4 // row
+        band = min((fit - kh) // sh + 1 if fit >= kh else 1, dw["out_h"])
+        cap = min((band - 1) * sh + kh, dw["in_h"])
+        return min(dw["out_h"], 8) * r16(cap * row) * 4 + 64
     if kind is StepKind.BMM:
         n, k, slots = d["n"], d["k"], min(max(d["batch"], 1), 32)
         return slots * (r16(n) * (k + 1) + r16(d["m"] * k) + 64) * 4

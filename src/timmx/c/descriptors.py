@@ -23,6 +23,7 @@ from timmx.c.lower.ir import (
 # the kernel library's query for the scratch bytes of each kind that takes scratch
 SCRATCH_SIZE_FUNCTIONS = {
     StepKind.CONV: "txk_conv2d_scratch_size",
+    StepKind.CONV_PW_DW: "txk_pwdw_scratch_size",
     StepKind.BMM: "txk_bmm_scratch_size",
     StepKind.ATTENTION: "txk_attention_scratch_size",
 }
@@ -133,6 +134,14 @@ def conv2d(step: Step) -> Desc:
         epilogue=epilogue(a),
         algo=Enumerator("TXK_CONV_", a.get("algo", "DIRECT")),
     )
+
+
+def pw_dw(step: Step) -> Desc:
+    """txk_pwdw_desc of a fused 1x1 -> depthwise step: the 1x1 step (``attrs["pw"]``) and the
+    depthwise conv as a conv step reading the 1x1's output."""
+    pw = step.attrs["pw"]
+    dw = Step(kind=StepKind.CONV, ins=[pw.out], out=step.out, attrs=step.attrs)
+    return _desc("txk_pwdw_desc", pw=conv2d(pw), dw=conv2d(dw))
 
 
 def linear(step: Step) -> Desc:
@@ -261,6 +270,7 @@ def binary(step: Step) -> Desc | None:
 
 _BUILDERS = {
     StepKind.CONV: conv2d,
+    StepKind.CONV_PW_DW: pw_dw,
     StepKind.LINEAR: linear,
     StepKind.BMM: bmm,
     StepKind.ATTENTION: attention,

@@ -377,6 +377,24 @@ static void test_other_ops(void) {
     expect(txk_ref_binary(&bd, x, s, yr) == TXK_OK, "ref binary");
     compare(y, yr, 126, 19, 19, 19, 1e-4f, "binary");
     expect(txk_channel_scale(&ctx, 2, 63, 19, x, s, TXK_ACT_SIGMOID, y) == TXK_OK, "se gate");
+    { /* the gate folded into a 1x1 conv's weights: the conv of the gated image */
+      txk_conv2d_desc cd;
+      float *w = falloc(21 * 19), *cb = falloc(21), *pk, *gw, *y1 = falloc(63 * 21);
+      float* y2 = falloc(63 * 21);
+      memset(&cd, 0, sizeof cd);
+      cd.n = 1, cd.in_h = 7, cd.in_w = 9, cd.in_c = 19, cd.out_h = 7, cd.out_w = 9;
+      cd.out_c = 21, cd.kh = cd.kw = 1, cd.stride_h = cd.stride_w = 1, cd.dil_h = cd.dil_w = 1;
+      cd.groups = 1;
+      pk = pack_conv(&cd, w, cb);
+      gw = falloc(txk_conv2d_packed_size(&cd) / 4);
+      expect(txk_gate_weights(&ctx, 19, 21, pk, s, TXK_ACT_SIGMOID, gw) == TXK_OK, "gate w");
+      expect(txk_conv2d(&ctx, &cd, x, gw, y1, NULL, NULL) == TXK_OK, "gated conv");
+      expect(txk_conv2d(&ctx, &cd, y, pk, y2, NULL, NULL) == TXK_OK, "conv of gated x");
+      compare(y1, y2, 63, 21, 21, 21, 1e-5f, "gate folded into weights");
+      expect(txk_gate_weights(&ctx, 19, 0, pk, s, TXK_ACT_SIGMOID, gw) == TXK_EINVAL,
+             "gate weights: no outputs");
+      free(w), free(cb), free(pk), free(gw), free(y1), free(y2);
+    }
     expect(txk_permute(4, shape, perm, x, y) == TXK_OK, "permute");
     for (i = 0; i < 3; i++) expect(y[i * 63] == x[i], "permute values");
     free(y);
@@ -397,8 +415,10 @@ static void test_other_ops(void) {
  * size, partial tiles, tails); outputs go to out[0..n) in a fixed order. */
 #define TH_OUT (1u << 20)
 typedef struct th_data {
-  float *x, *x2, *w1, *w3, *wg, *wd, *wl, *b, *r, *pk1, *pk3, *pkg, *pkd, *pkl, *scratch;
+  float *x, *x2, *w1, *w3, *wg, *wd, *wl, *wp, *b, *r, *pk1, *pk3, *pkg, *pkd, *pkl, *pkp;
+  float* scratch;
   txk_conv2d_desc c1, c3, cg, cd;
+  txk_pwdw_desc pd; /* 37 -> 57 channels, then t->cd with 7 tasks' worth of rows */
   txk_linear_desc ld;
   txk_attention_desc ad;
   txk_bmm_desc bd, bd2;
@@ -425,6 +445,66 @@ static void th_conv(txk_conv2d_desc* d, int h, int w, int ic, int oc, int k, int
   d->epilogue.residual = (txk_residual)res;
 }
 
+/* txk_conv2d_pw_dw against txk_conv2d(pw) then txk_conv2d(dw) on ctx: bitwise equal. */
+static void pwdw_case(const txk_context* ctx, int n, int h, int w, int ic, int c, int k, int s,
+                      int pad, int res, const char* what) {
+  txk_pwdw_desc d;
+  float *x, *wp, *wd, *b, *pkp, *pkd, *e, *y, *yr, *r, *scr;
+  size_t ny;
+  char msg[128];
+  th_conv(&d.pw, h, w, ic, c, 1, 1, 0, 1, TXK_ACT_SILU, TXK_RESIDUAL_NONE);
+  th_conv(&d.dw, h, w, c, c, k, s, pad, c, TXK_ACT_HARDSWISH, res);
+  d.pw.n = d.dw.n = n;
+  ny = (size_t)n * d.dw.out_h * d.dw.out_w * c;
+  x = falloc((size_t)n * h * w * ic);
+  wp = falloc((size_t)c * ic);
+  wd = falloc((size_t)c * k * k);
+  b = falloc((size_t)c);
+  e = falloc((size_t)n * h * w * c);
+  y = falloc(ny);
+  yr = falloc(ny);
+  r = falloc(ny);
+  pkp = pack_conv(&d.pw, wp, b);
+  pkd = pack_conv(&d.dw, wd, b);
+  scr = falloc(txk_pwdw_scratch_size(&d) / 4);
+  snprintf(msg, sizeof msg, "pw_dw %s: check and scratch", what);
+  expect(txk_pwdw_check(&d) == TXK_OK && txk_pwdw_scratch_size(&d) > 0, msg);
+  expect(txk_conv2d(ctx, &d.pw, x, pkp, e, NULL, NULL) == TXK_OK, "pw_dw: separate pw");
+  expect(txk_conv2d(ctx, &d.dw, e, pkd, yr, res ? r : NULL, NULL) == TXK_OK, "pw_dw: dw");
+  snprintf(msg, sizeof msg, "pw_dw %s: call", what);
+  expect(txk_conv2d_pw_dw(ctx, &d, x, pkp, pkd, y, res ? r : NULL, scr) == TXK_OK, msg);
+  snprintf(msg, sizeof msg, "pw_dw %s: not bitwise the separate calls", what);
+  expect(memcmp(y, yr, ny * sizeof(float)) == 0, msg);
+  free(x), free(wp), free(wd), free(b), free(e), free(y), free(yr), free(r), free(pkp);
+  free(pkd), free(scr);
+}
+
+/* The fused 1x1 -> depthwise conv: one band per task, several bands (rows carried between
+ * them), bands of one row (rows wider than a slot), stride 2, 5x5, channel tails, batches;
+ * then the descriptor rules. */
+static void test_pw_dw(const txk_context* ctx) {
+  txk_pwdw_desc d;
+  pwdw_case(ctx, 1, 9, 11, 5, 19, 3, 1, 1, TXK_RESIDUAL_NONE, "small 3x3");
+  pwdw_case(ctx, 2, 37, 64, 24, 160, 3, 1, 1, TXK_RESIDUAL_AFTER_ACT, "bands 3x3 s1");
+  pwdw_case(ctx, 1, 40, 56, 16, 144, 5, 2, 2, TXK_RESIDUAL_NONE, "bands 5x5 s2");
+  pwdw_case(ctx, 1, 13, 250, 8, 300, 3, 2, 1, TXK_RESIDUAL_NONE, "one-row bands s2");
+  pwdw_case(ctx, 1, 12, 260, 8, 264, 3, 1, 0, TXK_RESIDUAL_NONE, "one-row bands, no pad");
+  th_conv(&d.pw, 8, 8, 4, 16, 1, 1, 0, 1, TXK_ACT_NONE, TXK_RESIDUAL_NONE);
+  th_conv(&d.dw, 8, 8, 16, 16, 3, 1, 1, 16, TXK_ACT_NONE, TXK_RESIDUAL_NONE);
+  expect(txk_pwdw_check(&d) == TXK_OK, "pw_dw rules: valid");
+  d.dw.in_c = d.dw.out_c = d.dw.groups = 32;
+  expect(txk_pwdw_check(&d) == TXK_EINVAL, "pw_dw rules: channels differ");
+  d.dw.in_c = d.dw.out_c = d.dw.groups = 16;
+  d.pw.pad_top = 1, d.pw.out_h = 10;
+  expect(txk_pwdw_check(&d) == TXK_EINVAL && txk_pwdw_scratch_size(&d) == 0,
+         "pw_dw rules: padded pw");
+  d.pw.pad_top = 0, d.pw.out_h = 8, d.pw.epilogue.residual = TXK_RESIDUAL_BEFORE_ACT;
+  expect(txk_pwdw_check(&d) == TXK_EINVAL, "pw_dw rules: residual on pw");
+  d.pw.epilogue.residual = TXK_RESIDUAL_NONE, d.dw.dil_h = 2, d.dw.pad_top = d.dw.pad_bottom = 2;
+  expect(txk_pwdw_check(&d) == TXK_EINVAL, "pw_dw rules: dilated dw");
+  expect(txk_pwdw_check(NULL) == TXK_EINVAL, "pw_dw rules: NULL");
+}
+
 static void th_setup(th_data* t) {
   memset(t, 0, sizeof *t);
   t->x = falloc(65536);
@@ -443,6 +523,10 @@ static void th_setup(th_data* t) {
   t->pk3 = pack_conv(&t->c3, t->w3, t->b);
   t->pkg = pack_conv(&t->cg, t->wg, t->b);
   t->pkd = pack_conv(&t->cd, t->wd, t->b);
+  th_conv(&t->pd.pw, 21, 19, 37, 57, 1, 1, 0, 1, TXK_ACT_SILU, TXK_RESIDUAL_NONE);
+  t->pd.dw = t->cd;
+  t->wp = falloc(57 * 37);
+  t->pkp = pack_conv(&t->pd.pw, t->wp, t->b);
   {
     txk_linear_desc ld = {53, 41, 131, 0, 0, 0, {TXK_ACT_GELU, 0, 0, TXK_RESIDUAL_NONE}};
     txk_attention_desc ad = {37, 3, 19, 3 * 57, 0, 0.3f};
@@ -463,7 +547,7 @@ static void th_setup(th_data* t) {
 static void th_free(th_data* t) {
   free(t->x), free(t->x2), free(t->b), free(t->r), free(t->w1), free(t->w3), free(t->wg);
   free(t->wd), free(t->wl), free(t->pk1), free(t->pk3), free(t->pkg), free(t->pkd);
-  free(t->pkl), free(t->scratch);
+  free(t->pkl), free(t->wp), free(t->pkp), free(t->scratch);
 }
 
 static size_t th_run(const txk_context* ctx, const th_data* t, float* out) {
@@ -477,6 +561,10 @@ static size_t th_run(const txk_context* ctx, const th_data* t, float* out) {
   expect(txk_conv2d(ctx, &t->cg, t->x, t->pkg, out + o, t->r, t->scratch) == TXK_OK, "th grp");
   o += 8 * 6 * 36;
   expect(txk_conv2d(ctx, &t->cd, t->x, t->pkd, out + o, NULL, NULL) == TXK_OK, "th dw");
+  o += 21 * 19 * 57;
+  expect(txk_conv2d_pw_dw(ctx, &t->pd, t->x, t->pkp, t->pkd, out + o, NULL, t->scratch) ==
+             TXK_OK,
+         "th pw_dw");
   o += 21 * 19 * 57;
   expect(txk_linear(ctx, &t->ld, t->x, t->pkl, out + o, NULL) == TXK_OK, "th linear");
   o += 53 * 131;
@@ -527,6 +615,11 @@ static size_t th_run(const txk_context* ctx, const th_data* t, float* out) {
   expect(txk_channel_scale(ctx, 2, 97, 300, t->x, t->x2, TXK_ACT_SIGMOID, out + o) == TXK_OK,
          "th se gate");
   o += 2 * 97 * 300;
+  /* 45 outputs x 37 inputs: 3 blocks of 16 x (1 + 37) floats, at an aligned offset */
+  o = (o + 15) / 16 * 16;
+  expect(txk_gate_weights(ctx, 37, 45, t->pk1, t->x2, TXK_ACT_HARDSIGMOID, out + o) == TXK_OK,
+         "th gate weights");
+  o += 3 * 16 * 38;
   expect(o <= TH_OUT, "threads test buffer size");
   return o;
 }
@@ -730,6 +823,12 @@ int main(int argc, char** argv) {
   printf("selected isa: %s\n", txk_isa_name(ctx.isa));
   for (f = 0; f < TXK_FAMILY_COUNT; f++) test_family((txk_family)f);
   test_other_ops();
+  test_pw_dw(&ctx);
+  {
+    txk_context scalar;
+    expect(txk_context_init(&scalar, TXK_ISA_SCALAR) == TXK_OK, "scalar context");
+    test_pw_dw(&scalar);
+  }
   test_weights_check();
   test_threads();
   if (failures) {

@@ -49,33 +49,48 @@ def kernel_headers() -> list[Path]:
 
 
 def pack_weights(steps: list[Step], buffers: list[Buffer]) -> None:
-    """Pack conv/linear weights (BatchNorm already folded) into weight buffers."""
+    """Pack conv/linear weights (BatchNorm already folded) into weight buffers (a fused
+    1x1 -> depthwise step: both convs', the 1x1's as ``pw_packed``; a conv with an SE gate
+    folded in reads the gated copy its gate step writes, which reads the packed weights)."""
+    for i, step in enumerate(steps):
+        if step.kind is StepKind.CONV_PW_DW:
+            pw = step.attrs["pw"]
+            _pack_one(pw, f"w{i}p", buffers)
+            step.attrs["pw_packed"] = pw.attrs["packed"]
+        _pack_one(step, f"w{i}", buffers)
+        gate = step.attrs.get("gate_step")
+        if gate is not None:
+            gate.attrs["packed"] = step.attrs["packed"]
+            step.attrs["packed"] = step.attrs["gated_packed"]
+
+
+def _pack_one(step: Step, name: str, buffers: list[Buffer]) -> None:
+    """Pack one conv / linear step's weights into a new weight buffer ``name``."""
     from timmx.c import packing
 
-    for i, step in enumerate(steps):
-        if step.kind is StepKind.CONV:
-            w = step.attrs["weight"].numpy()
-            b = step.attrs["bias"]
-            groups = step.attrs["groups"]
-            data = packing.pack_conv2d(w, None if b is None else b.numpy(), groups)
-            oc, icg, kh, kw = (int(d) for d in w.shape)
-            step.attrs["kh"], step.attrs["kw"] = kh, kw
-            if packing.is_depthwise(icg * groups, oc, groups):
-                note = f"packed dwconv, c {oc}, k {kh}x{kw}"
-            else:
-                note = f"packed gemm, oc {oc}, k {kh}x{kw}x{icg}"
-                note += f", groups {groups}" if groups > 1 else ""
-        elif step.kind is StepKind.LINEAR:
-            w = step.attrs["weight"].numpy()
-            b = step.attrs["bias"]
-            data = packing.pack_linear(w, None if b is None else b.numpy())
-            note = f"packed gemm, n {w.shape[0]}, k {w.shape[1]}"
+    if step.kind in (StepKind.CONV, StepKind.CONV_PW_DW):
+        w = step.attrs["weight"].numpy()
+        b = step.attrs["bias"]
+        groups = step.attrs["groups"]
+        data = packing.pack_conv2d(w, None if b is None else b.numpy(), groups)
+        oc, icg, kh, kw = (int(d) for d in w.shape)
+        step.attrs["kh"], step.attrs["kw"] = kh, kw
+        if packing.is_depthwise(icg * groups, oc, groups):
+            note = f"packed dwconv, c {oc}, k {kh}x{kw}"
         else:
-            continue
-        buf = Buffer(nfloats=data.size, kind="weight", name=f"w{i}", data=data)
-        buf.module, buf.note = step.module, note
-        buffers.append(buf)
-        step.attrs["packed"] = Ref(shape=(data.size,), strides=(1,), buf=buf)
+            note = f"packed gemm, oc {oc}, k {kh}x{kw}x{icg}"
+            note += f", groups {groups}" if groups > 1 else ""
+    elif step.kind is StepKind.LINEAR:
+        w = step.attrs["weight"].numpy()
+        b = step.attrs["bias"]
+        data = packing.pack_linear(w, None if b is None else b.numpy())
+        note = f"packed gemm, n {w.shape[0]}, k {w.shape[1]}"
+    else:
+        return
+    buf = Buffer(nfloats=data.size, kind="weight", name=name, data=data)
+    buf.module, buf.note = step.module, note
+    buffers.append(buf)
+    step.attrs["packed"] = Ref(shape=(data.size,), strides=(1,), buf=buf)
 
 
 def layout_weights(steps: list[Step]) -> tuple[bytes, list[Buffer], str]:

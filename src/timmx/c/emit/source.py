@@ -35,13 +35,23 @@ def _step_comment(head: str, modules: list[str], tail: str, width: int = 100) ->
 def step_label(step: Step) -> str:
     """What a step does, for its comment: ``conv [relu, bn folded]``, ``binary [add]``."""
     extra = []
-    if step.kind in (StepKind.CONV, StepKind.LINEAR):
+    if step.kind is StepKind.CONV_PW_DW:
+        pw = step.attrs["pw"]
+        acts = [s.attrs.get("act", "NONE").lower() for s in (pw, step)]
+        extra.append("1x1 " + acts[0] + ", dw " + acts[1])
+        if step.attrs.get("residual_mode", "NONE") != "NONE":
+            extra.append("residual")
+        if step.attrs.get("folded") or pw.attrs.get("folded"):
+            extra.append("bn folded")
+    elif step.kind in (StepKind.CONV, StepKind.LINEAR):
         if step.attrs.get("act", "NONE") != "NONE":
             extra.append(step.attrs["act"].lower())
         if step.attrs.get("residual_mode", "NONE") != "NONE":
             extra.append("residual")
         if step.attrs.get("folded"):
             extra.append("bn folded")
+        if step.attrs.get("gate_step") is not None:
+            extra.append("se gate folded")
     elif step.kind in (StepKind.UNARY, StepKind.BINARY):
         extra.append(step.attrs["op"].lower())
     return str(step.kind) + (f" [{', '.join(extra)}]" if extra else "")
@@ -57,7 +67,8 @@ def step_where(step: Step) -> str:
 
 def step_profile_kind(step: Step) -> str:
     """The kind a profile groups a step under: its kind, convolutions split by shape
-    (``conv_dw``, ``conv_1x1``, ``conv_kxk``, ``conv_winograd``)."""
+    (``conv_dw``, ``conv_1x1``, ``conv_kxk``, ``conv_winograd``); ``conv_pw_dw`` for the
+    fused 1x1 -> depthwise steps."""
     if step.kind is not StepKind.CONV:
         return str(step.kind)
     d = descriptor(step)
@@ -69,15 +80,22 @@ def step_profile_kind(step: Step) -> str:
     return "conv_1x1" if d["kh"] == d["kw"] == 1 else "conv_kxk"
 
 
+def _conv_flops(d) -> int:
+    per_out = d["in_c"] // d["groups"] * d["kh"] * d["kw"]
+    return 2 * d["n"] * d["out_h"] * d["out_w"] * d["out_c"] * per_out
+
+
 def step_flops(step: Step) -> int:
     """Floating-point operations of a step's arithmetic (a multiply-add is 2), counted for the
     matrix kinds (conv, linear, bmm, attention); 0 for the others."""
-    if step.kind not in (StepKind.CONV, StepKind.LINEAR, StepKind.BMM, StepKind.ATTENTION):
+    matrix = (StepKind.CONV, StepKind.CONV_PW_DW, StepKind.LINEAR, StepKind.BMM)
+    if step.kind not in (*matrix, StepKind.ATTENTION):
         return 0
     d = descriptor(step)
+    if step.kind is StepKind.CONV_PW_DW:
+        return _conv_flops(d["pw"]) + _conv_flops(d["dw"])
     if step.kind is StepKind.CONV:
-        per_out = d["in_c"] // d["groups"] * d["kh"] * d["kw"]
-        return 2 * d["n"] * d["out_h"] * d["out_w"] * d["out_c"] * per_out
+        return _conv_flops(d)
     if step.kind is StepKind.LINEAR:
         return 2 * d["m"] * d["k"] * d["n"]
     if step.kind is StepKind.BMM:

@@ -168,6 +168,15 @@ def _conv(step: Step, sym: Symbols) -> StepCode:
     return code
 
 
+def _conv_pw_dw(step: Step, sym: Symbols) -> StepCode:
+    code, d = _with_desc(step, sym)
+    x, y, a = step.ins[0], step.out, step.attrs
+    args = [sym.ptr(x), sym.ptr(a["pw_packed"]), sym.ptr(a["packed"]), sym.ptr(y)]
+    args += [_opt(a.get("residual"), sym), _scratch(step, sym)]
+    code.calls.append(Call("txk_conv2d_pw_dw", ["ctx", d, *args]))
+    return code
+
+
 def _linear(step: Step, sym: Symbols) -> StepCode:
     code, d = _with_desc(step, sym)
     x, y, a = step.ins[0], step.out, step.attrs
@@ -301,6 +310,14 @@ def _channel_scale(step: Step, sym: Symbols) -> StepCode:
     return StepCode(calls=[Call("txk_channel_scale", args)])
 
 
+def _gate_weights(step: Step, sym: Symbols) -> StepCode:
+    conv = step.attrs["conv"]
+    gate = f"TXK_ACT_{step.attrs.get('gate_act', 'NONE')}"
+    k, n = conv.ins[0].shape[1], conv.out.shape[1]
+    args = ["ctx", str(k), str(n), sym.ptr(step.attrs["packed"]), sym.ptr(step.ins[0]), gate]
+    return StepCode(calls=[Call("txk_gate_weights", [*args, sym.ptr(step.out)])])
+
+
 def _reduce(step: Step, sym: Symbols) -> StepCode:
     x, y = step.ins[0], step.out
     a = step.attrs
@@ -326,6 +343,7 @@ def _reduce(step: Step, sym: Symbols) -> StepCode:
 
 EMITTERS: dict[StepKind, Callable[[Step, Symbols], StepCode]] = {
     StepKind.CONV: _conv,
+    StepKind.CONV_PW_DW: _conv_pw_dw,
     StepKind.LINEAR: _linear,
     StepKind.BMM: _bmm,
     StepKind.ATTENTION: _attention,
@@ -341,6 +359,7 @@ EMITTERS: dict[StepKind, Callable[[Step, Symbols], StepCode]] = {
     StepKind.ADAPTIVE_AVGPOOL: _pool("txk_adaptive_avgpool2d"),
     StepKind.GLOBAL_AVGPOOL: _global_avgpool,
     StepKind.CHANNEL_SCALE: _channel_scale,
+    StepKind.GATE_WEIGHTS: _gate_weights,
     StepKind.REDUCE: _reduce,
 }
 

@@ -23,6 +23,7 @@ class StepKind(StrEnum):
     """What a step computes; each kind has one C emitter (``emit/steps.py``)."""
 
     CONV = "conv"  # txk_conv2d (dense, grouped, depthwise, 1x1, patchify)
+    CONV_PW_DW = "conv_pw_dw"  # txk_conv2d_pw_dw (a 1x1 conv fused into the depthwise after it)
     LINEAR = "linear"  # txk_linear
     BMM = "bmm"  # txk_bmm (batched matmul on strided operands)
     ATTENTION = "attention"  # txk_attention (fused by a pass from bmm, softmax, bmm, copy)
@@ -38,6 +39,7 @@ class StepKind(StrEnum):
     ADAPTIVE_AVGPOOL = "adaptive_avgpool"
     GLOBAL_AVGPOOL = "global_avgpool"
     CHANNEL_SCALE = "channel_scale"  # txk_channel_scale (SE gates, fused by a pass)
+    GATE_WEIGHTS = "gate_weights"  # txk_gate_weights (an SE gate folded into a 1x1 conv)
     REDUCE = "reduce"  # txg_reduce
 
 

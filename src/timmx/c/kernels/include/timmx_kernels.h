@@ -12,6 +12,10 @@
  *     after txk_context_init = one thread, as before). txk_conv2d_desc gains
  *     `algo` (0 = direct, the old behaviour) after `epilogue`. The scratch of
  *     txk_bmm and txk_attention is larger (query the size functions as before).
+ *   - 0.5: txk_conv2d_pw_dw (a 1x1 conv fused with the depthwise conv after it),
+ *     its descriptor txk_pwdw_desc, txk_pwdw_check and txk_pwdw_scratch_size;
+ *     txk_gate_weights (an SE gate folded into the next 1x1 conv's weights);
+ *     additions only.
  *
  * Conventions (hold for every function below):
  *   - float32, NHWC activations ("pixel-major": element (n, h, w, c) lives at
@@ -39,7 +43,7 @@ extern "C" {
 #endif
 
 #define TXK_VERSION_MAJOR 0
-#define TXK_VERSION_MINOR 4
+#define TXK_VERSION_MINOR 5
 
 /* Packed weight layouts use blocks of TXK_BLOCK output channels (zero padded),
  * and every packed / scratch buffer must be aligned to TXK_ALIGN bytes. */
@@ -258,6 +262,31 @@ size_t txk_conv2d_scratch_size(const txk_conv2d_desc* d);
 int txk_conv2d(const txk_context* ctx, const txk_conv2d_desc* d, const float* x,
                const float* w_packed, float* y, const float* residual, void* scratch);
 
+/* ------------------------------------------------------------------------ */
+/* 1x1 conv fused with the depthwise conv it feeds (inverted residuals)     */
+/* ------------------------------------------------------------------------ */
+/* y = dw(pw(x)) without the expanded tensor pw(x) ever in memory: the output
+ * rows are split into bands; a band's pw rows are computed into a slot of the
+ * scratch small enough to stay in L2 (the rows shared with the next band are
+ * carried over, not recomputed), then its depthwise rows are computed from
+ * there. Outputs are bitwise those of txk_conv2d(pw) then txk_conv2d(dw), at
+ * any thread count. Requirements (else TXK_EINVAL): pw is 1x1, stride 1, no
+ * padding, dilation 1, groups 1, no residual, direct, dense output (y_stride
+ * 0); dw is depthwise, dilation 1, direct, input dense (x_stride 0 or
+ * dw.in_c), with n, in_h, in_w and in_c equal to pw's n, out_h, out_w and
+ * out_c. dw may have a residual (then residual is non-NULL). Weights: each
+ * packed as for txk_conv2d. Added in 0.5. */
+typedef struct txk_pwdw_desc {
+  txk_conv2d_desc pw; /* the 1x1 conv (expansion) */
+  txk_conv2d_desc dw; /* the depthwise conv that reads its output */
+} txk_pwdw_desc;
+int txk_pwdw_check(const txk_pwdw_desc* d);
+/* Bytes of scratch (TXK_PWDW_SLOTS band buffers; 0 if d is invalid or too large). */
+size_t txk_pwdw_scratch_size(const txk_pwdw_desc* d);
+int txk_conv2d_pw_dw(const txk_context* ctx, const txk_pwdw_desc* d, const float* x,
+                     const float* w_pw, const float* w_dw, float* y, const float* residual,
+                     void* scratch);
+
 /* Reference (oracle): plain loops on UNPACKED PyTorch weights
  * w[out_c][in_c / groups][kh][kw] and bias[out_c] (bias may be NULL). */
 int txk_ref_conv2d(const txk_conv2d_desc* d, const float* x, const float* w, const float* bias,
@@ -415,6 +444,14 @@ int txk_ref_unary(txk_act act, float act_min, float act_max, size_t count, const
  * TXK_ACT_SIGMOID / TXK_ACT_HARDSIGMOID; TXK_ACT_NONE otherwise). In place allowed. */
 int txk_channel_scale(const txk_context* ctx, size_t n, size_t p, size_t c, const float* x,
                       const float* s, txk_act gate_act, float* y);
+/* An SE gate folded into the 1x1 conv (or linear) that reads the gated tensor: w_out is
+ * w_packed (the "gemm" layout of k inputs x n outputs, as packed for txk_conv2d / txk_linear)
+ * with input kk's weights multiplied by act(s[kk]) (act as in txk_channel_scale), biases
+ * copied. Then conv(x, w_out) = conv(x * act(s), w_packed) in exact arithmetic: each product
+ * w * (x * g) is rounded as (w * g) * x instead. Worth it when the image has more pixels
+ * than the conv has outputs (k * n products instead of pixels * k). Added in 0.5. */
+int txk_gate_weights(const txk_context* ctx, size_t k, size_t n, const float* w_packed,
+                     const float* s, txk_act gate_act, float* w_out);
 
 /* ------------------------------------------------------------------------ */
 /* Data movement                                                            */

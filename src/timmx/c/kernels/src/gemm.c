@@ -157,6 +157,57 @@ void txk_gemm_groups(const txk_context* ctx, size_t groups, size_t m, size_t k, 
   txk_run_gemm_job(&j);
 }
 
+/* SE gate into packed weights: tasks are ranges of 16-column blocks; each block copies its
+ * bias row and scales its k weight rows by the gates, computed GATE_CHUNK at a time with the
+ * context's vunary kernel (the values txk_channel_scale multiplies by). */
+#define GATE_CHUNK 256
+typedef struct gate_job {
+  const txk_context* ctx;
+  size_t k;
+  const float *w, *s;
+  txk_act act;
+  float* y;
+} gate_job;
+
+static void gate_range(const void* arg, size_t b0, size_t b1) {
+  const gate_job* j = (const gate_job*)arg;
+  const size_t bf = 16 * (1 + j->k);
+  float g[GATE_CHUNK];
+  size_t k0, b, kk, q;
+  for (b = b0; b < b1; b++) memcpy(j->y + b * bf, j->w + b * bf, 16 * sizeof(float));
+  for (k0 = 0; k0 < j->k; k0 += GATE_CHUNK) {
+    const size_t kc = j->k - k0 < GATE_CHUNK ? j->k - k0 : GATE_CHUNK;
+    if (j->act == TXK_ACT_NONE)
+      memcpy(g, j->s + k0, kc * sizeof(float));
+    else
+      txk_ctx_vunary(j->ctx)((int)j->act, 0.0f, 6.0f, kc, j->s + k0, g);
+    for (b = b0; b < b1; b++) {
+      const float* src = j->w + b * bf + 16 + k0 * 16;
+      float* dst = j->y + b * bf + 16 + k0 * 16;
+      for (kk = 0; kk < kc; kk++)
+        for (q = 0; q < 16; q++) dst[kk * 16 + q] = src[kk * 16 + q] * g[kk];
+    }
+  }
+}
+
+int txk_gate_weights(const txk_context* ctx, size_t k, size_t n, const float* w_packed,
+                     const float* s, txk_act gate_act, float* w_out) {
+  gate_job j;
+  if (!txk_ctx_ok(ctx) || w_packed == NULL || s == NULL || w_out == NULL || n == 0 ||
+      (unsigned)gate_act >= TXK_ACT_COUNT)
+    return TXK_EINVAL;
+  if (!TXK_IS_ALIGNED(w_packed) || !TXK_IS_ALIGNED(w_out)) return TXK_EALIGN;
+  j.ctx = ctx;
+  j.k = k;
+  j.w = w_packed;
+  j.s = s;
+  j.act = gate_act;
+  j.y = w_out;
+  txk_parallel_range(ctx, gate_range, &j, (n + 15) / 16, 1, 16.0 * (double)(k + 1),
+                     TXK_MIN_TASK_FLOATS);
+  return TXK_OK;
+}
+
 size_t txk_linear_packed_size(const txk_linear_desc* d) {
   if (d == NULL || d->n < 1 || d->k < 0) return 0;
   return txk_round_up((size_t)d->n, 16) * (1 + (size_t)d->k) * 4;

@@ -4,8 +4,9 @@
 clamp pairs back to one unary step), ``se_gates`` (x * sigmoid(s) with s per channel -> one
 channel-scale call), ``conv_padding`` (zero padding into the following conv), ``attention``
 (bmm, softmax, bmm, head merge -> one attention call), ``epilogues`` (BatchNorm folded into
-conv / linear weights, activation and residual add fused into the kernel's epilogue), and
-``dce`` again.
+conv / linear weights, activation and residual add fused into the kernel's epilogue), ``pw_dw``
+(a 1x1 conv and the depthwise conv reading it -> one call), ``gate_weights`` (an SE gate into
+the weights of the 1x1 conv reading it), and ``dce`` again.
 """
 
 from timmx.c.lower.passes.activations import fuse_activations
@@ -13,6 +14,8 @@ from timmx.c.lower.passes.attention import fuse_attention
 from timmx.c.lower.passes.conv_padding import fuse_conv_padding
 from timmx.c.lower.passes.dce import dce
 from timmx.c.lower.passes.epilogues import fuse_epilogues
+from timmx.c.lower.passes.gate_weights import fold_gate_weights
+from timmx.c.lower.passes.pw_dw import fuse_pw_dw
 from timmx.c.lower.passes.se_gates import fuse_se_gates
 
 
@@ -26,5 +29,7 @@ def run_passes(low, *, fuse: bool = True) -> dict[str, int]:
         fuse_conv_padding(low, counts)
         fuse_attention(low, counts)
         fuse_epilogues(low, counts)
+        fuse_pw_dw(low, counts)
+        fold_gate_weights(low, counts)
         dce(low, counts)
     return counts
