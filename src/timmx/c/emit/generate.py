@@ -57,15 +57,16 @@ def pack_weights(steps: list[Step], buffers: list[Buffer]) -> None:
             pw = step.attrs["pw"]
             _pack_one(pw, f"w{i}p", buffers)
             step.attrs["pw_packed"] = pw.attrs["packed"]
-        _pack_one(step, f"w{i}", buffers)
+        _pack_one(step, f"w{i}", buffers, step.attrs.get("dw_module"))
         gate = step.attrs.get("gate_step")
         if gate is not None:
             gate.attrs["packed"] = step.attrs["packed"]
             step.attrs["packed"] = step.attrs["gated_packed"]
 
 
-def _pack_one(step: Step, name: str, buffers: list[Buffer]) -> None:
-    """Pack one conv / linear step's weights into a new weight buffer ``name``."""
+def _pack_one(step: Step, name: str, buffers: list[Buffer], module: str | None = None) -> None:
+    """Pack one conv / linear step's weights into a new weight buffer ``name`` (named in the
+    weights map after ``module``, else the step's module)."""
     from timmx.c import packing
 
     if step.kind in (StepKind.CONV, StepKind.CONV_PW_DW):
@@ -88,7 +89,7 @@ def _pack_one(step: Step, name: str, buffers: list[Buffer]) -> None:
     else:
         return
     buf = Buffer(nfloats=data.size, kind="weight", name=name, data=data)
-    buf.module, buf.note = step.module, note
+    buf.module, buf.note = module or step.module, note
     buffers.append(buf)
     step.attrs["packed"] = Ref(shape=(data.size,), strides=(1,), buf=buf)
 

@@ -91,7 +91,7 @@ class Symbols:
         for step in self.steps:
             for key, value in step.attrs.items():
                 if isinstance(value, Ref) and value.buf is not None and value.buf.kind == "weight":
-                    roles.setdefault(value.buf, "" if key == "packed" else key)
+                    roles.setdefault(value.buf, "" if key in ("packed", "pw_packed") else key)
         names = _Namer()
         for buf in weights:
             role = roles.get(buf, "const")

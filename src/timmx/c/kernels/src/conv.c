@@ -99,27 +99,33 @@ static void dw_task(void* arg, size_t t) {
   }
 }
 
+void txk_dw_params_of(const txk_conv2d_desc* d, txk_dw_params* p) {
+  memset(p, 0, sizeof *p);
+  p->in_h = (size_t)d->in_h;
+  p->in_w = (size_t)d->in_w;
+  p->xs = (size_t)(d->x_stride ? d->x_stride : d->in_c);
+  p->c = (size_t)d->in_c;
+  p->out_w = (size_t)d->out_w;
+  p->ys = (size_t)(d->y_stride ? d->y_stride : d->out_c);
+  p->rs = (size_t)(d->r_stride ? d->r_stride : d->out_c);
+  p->kh = (size_t)d->kh;
+  p->kw = (size_t)d->kw;
+  p->sh = (size_t)d->stride_h;
+  p->sw = (size_t)d->stride_w;
+  p->pt = (size_t)d->pad_top;
+  p->pl = (size_t)d->pad_left;
+  p->dh = (size_t)d->dil_h;
+  p->dw = (size_t)d->dil_w;
+  p->ep = &d->epilogue;
+}
+
 static int conv_dw(const txk_context* ctx, const txk_conv2d_desc* d, const float* x,
                    const float* w, float* y, const float* r) {
   dw_job j;
   size_t want, ntasks_cn;
   memset(&j, 0, sizeof j);
   j.fn = txk_ctx_dwconv(ctx);
-  j.p.in_h = (size_t)d->in_h;
-  j.p.in_w = (size_t)d->in_w;
-  j.p.xs = (size_t)(d->x_stride ? d->x_stride : d->in_c);
-  j.p.out_w = (size_t)d->out_w;
-  j.p.ys = (size_t)(d->y_stride ? d->y_stride : d->out_c);
-  j.p.rs = (size_t)(d->r_stride ? d->r_stride : d->out_c);
-  j.p.kh = (size_t)d->kh;
-  j.p.kw = (size_t)d->kw;
-  j.p.sh = (size_t)d->stride_h;
-  j.p.sw = (size_t)d->stride_w;
-  j.p.pt = (size_t)d->pad_top;
-  j.p.pl = (size_t)d->pad_left;
-  j.p.dh = (size_t)d->dil_h;
-  j.p.dw = (size_t)d->dil_w;
-  j.p.ep = &d->epilogue;
+  txk_dw_params_of(d, &j.p);
   j.x = x;
   j.w = w;
   j.y = y;

@@ -106,8 +106,6 @@ static void pwdw_task(void* arg, size_t t) {
   const size_t out_h = (size_t)dw->out_h, out_w = (size_t)dw->out_w;
   const size_t in_h = (size_t)dw->in_h, in_w = (size_t)dw->in_w, c = (size_t)dw->in_c;
   const size_t xs = (size_t)(pw->x_stride ? pw->x_stride : pw->in_c);
-  const size_t ys = dw->y_stride ? (size_t)dw->y_stride : c;
-  const size_t rs = dw->r_stride ? (size_t)dw->r_stride : c;
   const size_t rf = j->g.row_floats;
   const size_t oh0 = t * out_h / j->ntasks, oh1 = (t + 1) * out_h / j->ntasks;
   float* slot = j->scratch + t * j->g.slot_floats;
@@ -127,23 +125,9 @@ static void pwdw_task(void* arg, size_t t) {
   gj.rs = c;
   gj.ep = &pw->epilogue;
   gj.groups = 1;
-  memset(&p, 0, sizeof p);
+  txk_dw_params_of(dw, &p); /* in_h and pt are set per band */
   p.x = slot;
-  p.in_w = in_w;
-  p.xs = c;
-  p.c = c;
-  p.out_w = out_w;
-  p.ys = ys;
-  p.rs = rs;
-  p.kh = (size_t)dw->kh;
-  p.kw = (size_t)dw->kw;
-  p.sh = (size_t)dw->stride_h;
-  p.sw = (size_t)dw->stride_w;
-  p.pl = (size_t)dw->pad_left;
-  p.dh = 1;
-  p.dw = 1;
   p.w = j->w_dw;
-  p.ep = &dw->epilogue;
   for (n = 0; n < (size_t)dw->n; n++) {
     const float* img = j->x + n * in_h * in_w * xs;
     size_t lo_prev = 0, hi_prev = 0; /* rows of e in the slot: [lo_prev, hi_prev) */
@@ -171,7 +155,7 @@ static void pwdw_task(void* arg, size_t t) {
       p.pt = (size_t)dw->pad_top + lo;
       for (oh = ob; oh < oe; oh++) {
         const size_t row = n * out_h + oh;
-        dwfn(&p, oh, j->y + row * out_w * ys, j->r ? j->r + row * out_w * rs : NULL);
+        dwfn(&p, oh, j->y + row * out_w * p.ys, j->r ? j->r + row * out_w * p.rs : NULL);
       }
     }
   }

@@ -61,6 +61,7 @@ def fuse_pw_dw(low, counts: dict[str, int]) -> None:
         also = [*pw.attrs.get("also", []), dw.module, *dw.attrs.get("also", [])]
         dw.kind = StepKind.CONV_PW_DW
         dw.attrs["pw"] = pw
+        dw.attrs["dw_module"] = dw.module  # names the depthwise weights
         dw.attrs["also"] = [m for m in also if m and m != pw.module]
         dw.ins = [pw.ins[0]]
         dw.module = pw.module

@@ -47,6 +47,8 @@ typedef struct txk_dw_params {
 } txk_dw_params;
 typedef void txk_dwconv_ukernel(const txk_dw_params* p, size_t oh, float* y_row,
                                 const float* r_row);
+/* The params of a depthwise txk_conv2d_desc (conv.c): all channels, x and w unset. */
+void txk_dw_params_of(const txk_conv2d_desc* d, txk_dw_params* p);
 typedef txk_dwconv_ukernel* txk_dwconv_ukernel_fn;
 
 /* ---- elementwise unary (family TXK_FAMILY_VUNARY) -----------------------
