@@ -217,3 +217,48 @@ def test_se_gate_is_folded_into_the_projection_and_matches_pytorch(tmp_path) -> 
         ref = module(x).numpy().reshape(-1)
     got = c_runner(tmp_path / "out", "se", tmp_path / "b", cc=CC, threads=2)(x.numpy())
     np.testing.assert_allclose(np.asarray(got).reshape(-1), ref, atol=1e-4, rtol=1e-4)
+
+
+class _Concat(torch.nn.Module):
+    """Two convs and the input concatenated, then a DenseNet-like second concatenation that
+    holds the first one and a conv of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Conv2d(8, 12, 3, padding=1)
+        self.b = torch.nn.Conv2d(8, 20, 1)
+        self.c = torch.nn.Conv2d(40, 16, 3, padding=1, groups=8)
+
+    def forward(self, x):
+        y = torch.cat([torch.relu(self.a(x)), self.b(x), x], 1)
+        return torch.cat([y, torch.nn.functional.silu(self.c(y))], 1) * 1.5
+
+
+@needs_cc
+def test_convs_write_their_concat_slices_and_match_pytorch(tmp_path) -> None:
+    """The three convs write straight into their channel slices of the concatenations (no
+    copy reads a conv's output); the C matches PyTorch."""
+    from timmx.c.export import c_runner, export_c, lower
+    from timmx.c.lower.ir import StepKind, pixel_stride
+
+    torch.manual_seed(4)
+    module = _Concat()
+    prepared = custom_prepared(module, (8, 15, 13))
+    steps = lower(prepared).steps
+    convs = [s for s in steps if s.kind is StepKind.CONV]
+    assert [pixel_stride(s.out) for s in convs] == [40, 40, 56], "convs do not write slices"
+    writers: dict[int, list] = {}
+    for s in steps:
+        writers.setdefault(id(s.out.buf), []).append(s.kind)
+    copies = [s for s in steps if s.kind is StepKind.COPY]
+    left = [s for s in copies if writers.get(id(s.ins[0].buf)) == [StepKind.CONV]]
+    assert not left, "a conv's output is still copied into a concatenation"
+    # left: the input's layout change for each of its three readers, the first concatenation
+    # into the second (the third conv reads it) and the NCHW output
+    assert len(copies) == 5, [str(s.kind) for s in steps]
+    export_c(prepared, tmp_path / "out", prefix="cc", cc=CC)
+    x = prepared.sample_input()
+    with torch.no_grad():
+        ref = module(x).numpy().reshape(-1)
+    got = c_runner(tmp_path / "out", "cc", tmp_path / "b", cc=CC, threads=2)(x.numpy())
+    np.testing.assert_allclose(np.asarray(got).reshape(-1), ref, atol=1e-4, rtol=1e-4)

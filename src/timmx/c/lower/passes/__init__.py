@@ -6,11 +6,13 @@ channel-scale call), ``conv_padding`` (zero padding into the following conv), ``
 (bmm, softmax, bmm, head merge -> one attention call), ``epilogues`` (BatchNorm folded into
 conv / linear weights, activation and residual add fused into the kernel's epilogue), ``pw_dw``
 (a 1x1 conv and the depthwise conv reading it -> one call), ``gate_weights`` (an SE gate into
-the weights of the 1x1 conv reading it), and ``dce`` again.
+the weights of the 1x1 conv reading it), ``concat_slices`` (a conv whose output is only copied
+into a concatenation writes its channel slice itself), and ``dce`` again.
 """
 
 from timmx.c.lower.passes.activations import fuse_activations
 from timmx.c.lower.passes.attention import fuse_attention
+from timmx.c.lower.passes.concat_slices import fuse_concat_producers
 from timmx.c.lower.passes.conv_padding import fuse_conv_padding
 from timmx.c.lower.passes.dce import dce
 from timmx.c.lower.passes.epilogues import fuse_epilogues
@@ -31,5 +33,6 @@ def run_passes(low, *, fuse: bool = True) -> dict[str, int]:
         fuse_epilogues(low, counts)
         fuse_pw_dw(low, counts)
         fold_gate_weights(low, counts)
+        fuse_concat_producers(low, counts)
         dce(low, counts)
     return counts
