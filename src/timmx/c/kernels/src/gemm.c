@@ -158,8 +158,8 @@ void txk_gemm_groups(const txk_context* ctx, size_t groups, size_t m, size_t k, 
 }
 
 /* SE gate into packed weights: tasks are ranges of 16-column blocks; each block copies its
- * bias row and scales its k weight rows by the gates, computed GATE_CHUNK at a time with the
- * context's vunary kernel (the values txk_channel_scale multiplies by). */
+ * bias row and scales its k weight rows by the gates, computed GATE_CHUNK at a time by
+ * txk_gate_values (the values txk_channel_scale multiplies by). */
 #define GATE_CHUNK 256
 typedef struct gate_job {
   const txk_context* ctx;
@@ -177,10 +177,7 @@ static void gate_range(const void* arg, size_t b0, size_t b1) {
   for (b = b0; b < b1; b++) memcpy(j->y + b * bf, j->w + b * bf, 16 * sizeof(float));
   for (k0 = 0; k0 < j->k; k0 += GATE_CHUNK) {
     const size_t kc = j->k - k0 < GATE_CHUNK ? j->k - k0 : GATE_CHUNK;
-    if (j->act == TXK_ACT_NONE)
-      memcpy(g, j->s + k0, kc * sizeof(float));
-    else
-      txk_ctx_vunary(j->ctx)((int)j->act, 0.0f, 6.0f, kc, j->s + k0, g);
+    txk_gate_values(j->ctx, j->act, kc, j->s + k0, g);
     for (b = b0; b < b1; b++) {
       const float* src = j->w + b * bf + 16 + k0 * 16;
       float* dst = j->y + b * bf + 16 + k0 * 16;

@@ -524,6 +524,13 @@ typedef struct cs_job {
   float* y;
 } cs_job;
 
+void txk_gate_values(const txk_context* ctx, txk_act act, size_t n, const float* s, float* g) {
+  if (act == TXK_ACT_NONE)
+    memcpy(g, s, n * sizeof(float));
+  else
+    txk_ctx_vunary(ctx)((int)act, 0.0f, 6.0f, n, s, g);
+}
+
 static void cs_range(const void* arg, size_t r0, size_t r1) {
   const cs_job* j = (const cs_job*)arg;
   const txk_rowop_ukernel_fn rowop = txk_ctx_rowop(j->ctx);
@@ -536,10 +543,7 @@ static void cs_range(const void* arg, size_t r0, size_t r1) {
     const size_t q1 = (b + 1) * j->p < r1 ? (b + 1) * j->p : r1; /* rows of batch item b */
     for (c0 = 0; c0 < j->c; c0 += TXK_CHUNK) {
       const size_t cc = j->c - c0 < TXK_CHUNK ? j->c - c0 : TXK_CHUNK;
-      if (j->gate_act == TXK_ACT_NONE)
-        memcpy(g, j->s + b * j->c + c0, cc * sizeof(float));
-      else
-        txk_ctx_vunary(j->ctx)((int)j->gate_act, 0.0f, 6.0f, cc, j->s + b * j->c + c0, g);
+      txk_gate_values(j->ctx, j->gate_act, cc, j->s + b * j->c + c0, g);
       for (q = r; q < q1; q++) rowop(TXK_ROW_MUL, cc, j->x + q * j->c + c0, g, j->y + q * j->c + c0, &prm);
     }
     r = q1;

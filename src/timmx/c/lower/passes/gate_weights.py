@@ -26,7 +26,7 @@ def fold_gate_weights(low, counts: dict[str, int]) -> None:
         x, s = step.ins
         n, c, h, w = x.shape
         conv = uses.only_reader(step.out)
-        if n != 1 or conv is None or not is_pointwise(conv) or conv.attrs.get("gate_step"):
+        if n != 1 or conv is None or not is_pointwise(conv):
             continue
         if not conv.ins[0].same_view(step.out):
             continue

@@ -7,7 +7,7 @@ from timmx.c.lower.passes.uses import Uses, bump, remove_steps, whole
 # Fuse only when one image of the expanded tensor is larger than this: smaller ones stay in L2
 # between the two separate calls anyway, and the fused call's GEMM runs on a few rows at a time
 # (partial tiles). Measured on efficientnet_b0 (1 thread, fastest of 120 calls, fused / apart):
-# 112x112x96 0.81, 56x56x144 1.00-1.02, 28x28x240 and 14x14 1.03-1.08, 7x7x1152 1.10.
+# 112x112x96 0.81, 56x56x144 1.00-1.02, 28x28x240 and 14x14 0.99-1.08, 7x7x1152 1.10.
 MIN_FUSED_BYTES = 1 << 20
 
 
@@ -46,7 +46,7 @@ def fuse_pw_dw(low, counts: dict[str, int]) -> None:
     uses = Uses(low.steps)
     dead = []
     for pw in low.steps:
-        if not is_pointwise(pw) or pw.attrs.get("gate_step") or not whole(pw.out):
+        if not is_pointwise(pw) or not whole(pw.out):
             continue
         if pw.attrs.get("residual_mode", "NONE") != "NONE":
             continue

@@ -47,6 +47,9 @@ typedef struct txk_dw_params {
 } txk_dw_params;
 typedef void txk_dwconv_ukernel(const txk_dw_params* p, size_t oh, float* y_row,
                                 const float* r_row);
+/* SE gate values g[i] = act(s[i]) for i < n (ops.c): the context's vunary kernel, or a copy
+ * for TXK_ACT_NONE; shared by txk_channel_scale and txk_gate_weights. */
+void txk_gate_values(const txk_context* ctx, txk_act act, size_t n, const float* s, float* g);
 /* The params of a depthwise txk_conv2d_desc (conv.c): all channels, x and w unset. */
 void txk_dw_params_of(const txk_conv2d_desc* d, txk_dw_params* p);
 typedef txk_dwconv_ukernel* txk_dwconv_ukernel_fn;
