@@ -1,7 +1,8 @@
 """Winograd F(4x4, 3x3) convolution (kernels/src/winograd.c, packing.pack_conv2d_winograd)
 against the library's reference conv and float64 PyTorch: tile edges (outputs not a multiple of
 4), channel counts not a multiple of 16, padding, strided tensors, every epilogue; the error
-it adds measured against the direct conv's; bitwise the same at 1, 2, 3 and 7 threads."""
+it adds measured against the direct conv's; every enumerated transform micro-kernel (family
+wino); the tile-block and three-pass drivers; bitwise the same at 1, 2, 3 and 7 threads."""
 
 import ctypes as C
 import sys
@@ -34,6 +35,13 @@ CASES = [
     (1, 6, 6, 8, 24, (0, 1, 2, 0), "clamp", T.RES_NONE, (0, 0, 0)),
     (1, 9, 5, 12, 16, (1, 1, 1, 1), "hardswish", T.RES_AFTER, (20, 40, 24)),
     (1, 14, 14, 64, 64, (1, 1, 1, 1), "relu", T.RES_NONE, (0, 0, 0)),
+    # channels multiples of 16: interior tiles read x and write y in place (strided here)
+    (1, 12, 13, 32, 48, (1, 1, 1, 1), "hardswish", T.RES_AFTER, (40, 56, 64)),
+    (1, 11, 10, 16, 32, (1, 1, 1, 1), "clamp", T.RES_BEFORE, (0, 0, 0)),
+    # 50 tiles of 32 -> 32 channels: several tile blocks at one thread
+    (2, 20, 20, 32, 32, (1, 1, 1, 1), "relu", T.RES_BEFORE, (0, 0, 0)),
+    # 256 -> 256 channels: transformed weights past L2, the three-pass driver
+    (1, 9, 9, 256, 256, (1, 1, 1, 1), "relu", T.RES_NONE, (0, 0, 0)),
 ]
 
 
@@ -100,10 +108,15 @@ def _torch(case, x, wt, b, r) -> np.ndarray:
     return y.numpy()
 
 
+def _wino_kernels(lib) -> list[int]:
+    """Enumerator indices of the wino kernels this CPU runs."""
+    return [i for i, _, isa, _, _ in lib.kernels(T.FAMILY_WINO) if lib.supported(isa)]
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[1]}x{c[2]}x{c[3]}to{c[4]}-{c[6]}")
 def test_winograd_matches_reference(lib, case) -> None:
     """Winograd's error (vs float64) stays within the fp32 tolerance and a few times the
-    direct conv's."""
+    direct conv's, with every transform micro-kernel."""
     wd, dd = _desc(case, 1), _desc(case, 0)
     x, wt, b = _data(case)
     packed = T.aligned_copy(packing.pack_conv2d_winograd(wt, b))
@@ -112,17 +125,29 @@ def test_winograd_matches_reference(lib, case) -> None:
     npix = wd.n * wd.out_h * wd.out_w
     r = RNG.uniform(-1, 1, npix * (case[8][2] or case[4])).astype(np.float32)
     want = _torch(case, x, wt, b, r)
-    ctx = lib.context()
-    got = _run(lib, ctx, wd, x, packed, r)
-    direct = _run(lib, ctx, dd, x, T.aligned_copy(packing.pack_conv2d(wt, b, 1)), r)
-    err_w = float(np.abs(got - want).max())
+    direct = _run(lib, lib.context(), dd, x, T.aligned_copy(packing.pack_conv2d(wt, b, 1)), r)
     err_d = float(np.abs(direct - want).max())
-    assert err_w < 1e-5, f"winograd max abs err {err_w:.3g} (direct {err_d:.3g})"
-    assert err_w <= max(16 * err_d, 2e-6), f"winograd err {err_w:.3g} vs direct {err_d:.3g}"
+    indices = _wino_kernels(lib)
+    assert indices, "no wino kernel runs here (the scalar one always should)"
+    for index in indices:
+        name = lib.kernels(T.FAMILY_WINO)[index][1]
+        got = _run(lib, lib.context(T.FAMILY_WINO, index), wd, x, packed, r)
+        err_w = float(np.abs(got - want).max())
+        assert err_w < 2e-5, f"{name}: winograd max abs err {err_w:.3g} (direct {err_d:.3g})"
+        assert err_w <= max(16 * err_d, 2e-6), f"{name}: err {err_w:.3g} vs direct {err_d:.3g}"
 
 
-def test_winograd_bitwise_equal_across_threads(lib) -> None:
-    case = (1, 23, 21, 40, 72, (1, 1, 1, 1), "relu", T.RES_AFTER, (0, 0, 0))
+@pytest.mark.parametrize(
+    "case",
+    [
+        (1, 23, 21, 40, 72, (1, 1, 1, 1), "relu", T.RES_AFTER, (0, 0, 0)),
+        # 121 tiles of 32 channels: tile blocks at 1-3 threads, three passes at 7
+        (1, 44, 44, 32, 32, (1, 1, 1, 1), "relu", T.RES_BEFORE, (0, 0, 0)),
+        (1, 15, 14, 128, 144, (1, 1, 1, 1), "silu", T.RES_NONE, (0, 0, 0)),
+    ],
+    ids=lambda c: f"{c[1]}x{c[2]}x{c[3]}to{c[4]}",
+)
+def test_winograd_bitwise_equal_across_threads(lib, case) -> None:
     d = _desc(case, 1)
     x, wt, b = _data(case)
     packed = T.aligned_copy(packing.pack_conv2d_winograd(wt, b))

@@ -13,7 +13,7 @@ Pointers to float data are ``c_void_p`` (pass ``array.ctypes.data_as(c_void_p)``
 import ctypes as C
 
 VERSION_MAJOR = 0
-VERSION_MINOR = 5
+VERSION_MINOR = 6
 BLOCK = 16  # TXK_BLOCK: output channels per packed weight block
 ALIGN = 64  # TXK_ALIGN: alignment of packed weights and scratch (bytes)
 MAX_DIMS = 6  # TXK_MAX_DIMS (txk_permute)
@@ -36,7 +36,14 @@ STATUS = {  # TXK_<name>
     "EWEIGHTS_MODEL": -14,
 }
 ISA = {"SCALAR": 0, "AVX2": 1, "AVX512": 2, "NEON": 3, "AUTO": 99}  # TXK_ISA_<name>
-FAMILY = {"GEMM": 0, "DWCONV": 1, "VUNARY": 2, "ROWOP": 3, "COUNT": 4}  # TXK_FAMILY_<name>
+FAMILY = {
+    "GEMM": 0,
+    "DWCONV": 1,
+    "VUNARY": 2,
+    "ROWOP": 3,
+    "WINO": 4,
+    "COUNT": 5,
+}  # TXK_FAMILY_<name>
 ACT = {  # TXK_ACT_<name>
     "NONE": 0,
     "RELU": 1,

@@ -32,8 +32,8 @@ CFLAGS = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-fPIC"]
 ISA_SCALAR, ISA_AVX2, ISA_AVX512, ISA_NEON, ISA_AUTO = (
     abi.ISA[k] for k in ("SCALAR", "AVX2", "AVX512", "NEON", "AUTO")
 )
-FAMILY_GEMM, FAMILY_DWCONV, FAMILY_VUNARY, FAMILY_ROWOP = (
-    abi.FAMILY[k] for k in ("GEMM", "DWCONV", "VUNARY", "ROWOP")
+FAMILY_GEMM, FAMILY_DWCONV, FAMILY_VUNARY, FAMILY_ROWOP, FAMILY_WINO = (
+    abi.FAMILY[k] for k in ("GEMM", "DWCONV", "VUNARY", "ROWOP", "WINO")
 )
 FAMILY_COUNT = abi.FAMILY_COUNT
 ACT = {k.lower(): v for k, v in abi.ACT.items() if k != "COUNT"}

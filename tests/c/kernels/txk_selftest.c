@@ -88,8 +88,41 @@ static float* pack_conv(const txk_conv2d_desc* d, const float* w, const float* b
   return p;
 }
 
-static void conv_case(const txk_context* ctx, int h, int w, int ic, int oc, int k, int s, int pad,
-                      int dil, int groups, int act, int res, int xs, int ys, const char* kname) {
+/* The winograd layout (README.md): bias[ocp], then per transform position xi the gemm layout
+ * of U_xi[oc][ic] = (G w[oc][ic] G^T)[xi], G of F(4x4, 3x3). */
+static float* pack_winograd(const txk_conv2d_desc* d, const float* w, const float* b) {
+  static const float g[6][3] = {{1.0f / 4, 0, 0},
+                                {-1.0f / 6, -1.0f / 6, -1.0f / 6},
+                                {-1.0f / 6, 1.0f / 6, -1.0f / 6},
+                                {1.0f / 24, 1.0f / 12, 1.0f / 6},
+                                {1.0f / 24, -1.0f / 12, 1.0f / 6},
+                                {0, 0, 1}};
+  const size_t bytes = txk_conv2d_packed_size(d);
+  const int ic_n = d->in_c, oc_n = d->out_c, ocp = (oc_n + 15) / 16 * 16;
+  const size_t bsz = 16 * (1 + (size_t)ic_n), xi_floats = (size_t)ocp / 16 * bsz;
+  float* p = falloc(bytes / 4);
+  int oc, ic, a, c, i, j;
+  memset(p, 0, bytes);
+  for (oc = 0; oc < oc_n; oc++) {
+    p[oc] = b[oc];
+    for (ic = 0; ic < ic_n; ic++) {
+      const float* k = w + ((size_t)oc * ic_n + ic) * 9;
+      for (a = 0; a < 6; a++)
+        for (c = 0; c < 6; c++) {
+          double u = 0.0;
+          for (i = 0; i < 3; i++)
+            for (j = 0; j < 3; j++) u += (double)g[a][i] * k[i * 3 + j] * g[c][j];
+          p[ocp + (size_t)(a * 6 + c) * xi_floats + (size_t)(oc / 16) * bsz + 16 +
+            (size_t)ic * 16 + oc % 16] = (float)u;
+        }
+    }
+  }
+  return p;
+}
+
+static void conv_case_algo(const txk_context* ctx, int h, int w, int ic, int oc, int k, int s,
+                           int pad, int dil, int groups, int act, int res, int xs, int ys,
+                           int algo, const char* kname) {
   txk_conv2d_desc d;
   float *x, *wt, *b, *r, *y, *yref, *packed, *scratch;
   size_t npix, ss;
@@ -113,6 +146,7 @@ static void conv_case(const txk_context* ctx, int h, int w, int ic, int oc, int 
   d.epilogue.act_min = -0.5f;
   d.epilogue.act_max = 0.5f;
   d.epilogue.residual = (txk_residual)res;
+  d.algo = algo;
   npix = (size_t)d.out_h * d.out_w;
   x = falloc((size_t)h * w * (xs ? xs : ic));
   wt = falloc((size_t)oc * (ic / groups) * k * k);
@@ -120,11 +154,11 @@ static void conv_case(const txk_context* ctx, int h, int w, int ic, int oc, int 
   r = falloc(npix * oc);
   y = falloc(npix * (ys ? ys : oc));
   yref = falloc(npix * (ys ? ys : oc));
-  packed = pack_conv(&d, wt, b);
+  packed = algo == TXK_CONV_WINOGRAD ? pack_winograd(&d, wt, b) : pack_conv(&d, wt, b);
   ss = txk_conv2d_scratch_size(&d);
   scratch = ss ? falloc(ss / 4) : NULL;
-  snprintf(what, sizeof what, "%s conv h%d w%d ic%d oc%d k%d s%d p%d d%d g%d act%d res%d", kname,
-           h, w, ic, oc, k, s, pad, dil, groups, act, res);
+  snprintf(what, sizeof what, "%s conv h%d w%d ic%d oc%d k%d s%d p%d d%d g%d act%d res%d algo%d",
+           kname, h, w, ic, oc, k, s, pad, dil, groups, act, res, algo);
   expect(txk_ref_conv2d(&d, x, wt, b, yref, res ? r : NULL) == TXK_OK, what);
   expect(txk_conv2d(ctx, &d, x, packed, y, res ? r : NULL, scratch) == TXK_OK, what);
   compare(y, yref, npix, (size_t)oc, ys ? ys : oc, ys ? ys : oc, 2e-4f, what);
@@ -136,6 +170,12 @@ static void conv_case(const txk_context* ctx, int h, int w, int ic, int oc, int 
   free(yref);
   free(packed);
   free(scratch);
+}
+
+static void conv_case(const txk_context* ctx, int h, int w, int ic, int oc, int k, int s, int pad,
+                      int dil, int groups, int act, int res, int xs, int ys, const char* kname) {
+  conv_case_algo(ctx, h, w, ic, oc, k, s, pad, dil, groups, act, res, xs, ys, TXK_CONV_DIRECT,
+                 kname);
 }
 
 /* NaN / signed-zero agreement with the reference (whose semantics tests/c checks against
@@ -238,6 +278,17 @@ static void test_family(txk_family fam) {
         conv_case(&ctx, 5, 31, c, c, 5, 2, 2, 1, c, TXK_ACT_NONE, 0, c + 4, 0, k->name);
         conv_case(&ctx, 3, 22, c, c, 5, 1, 2, 1, c, TXK_ACT_RELU, 0, 0, 0, k->name);
       }
+    } else if (fam == TXK_FAMILY_WINO) {
+      /* Winograd convs: edge tiles (sizes not a multiple of 4), channels below, at and above
+       * 16 and its multiples (the in-place interior path), strided x / y, every residual */
+      for (c = 1; c <= 49; c += 8) {
+        conv_case_algo(&ctx, 9, 10, c, c + 3, 3, 1, 1, 1, 1, TXK_ACT_RELU, c % 3, 0, 0,
+                       TXK_CONV_WINOGRAD, k->name);
+        conv_case_algo(&ctx, 13, 8, 16 * (1 + c % 3), 32, 3, 1, c % 2, 1, 1, TXK_ACT_CLAMP,
+                       (c + 1) % 3, c % 2 ? 56 : 0, c % 2 ? 40 : 0, TXK_CONV_WINOGRAD, k->name);
+      }
+      conv_case_algo(&ctx, 12, 12, 32, 16, 3, 1, 1, 1, 1, TXK_ACT_SILU, 2, 0, 0,
+                     TXK_CONV_WINOGRAD, k->name);
     } else if (fam == TXK_FAMILY_ROWOP) {
       size_t len;
       for (len = 1; len < 70; len += 3) { /* exact-size rows: overruns are caught by ASan */

@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 #define TXK_VERSION_MAJOR 0
-#define TXK_VERSION_MINOR 5
+#define TXK_VERSION_MINOR 6
 
 /* Packed weight layouts use blocks of TXK_BLOCK output channels (zero padded),
  * and every packed / scratch buffer must be aligned to TXK_ALIGN bytes. */
@@ -94,7 +94,8 @@ typedef enum txk_family {
   TXK_FAMILY_DWCONV = 1, /* f32 depthwise conv, channel-vectorised            */
   TXK_FAMILY_VUNARY = 2, /* f32 elementwise activation (exp/erf/tanh/sigmoid based) */
   TXK_FAMILY_ROWOP = 3,  /* f32 row ops: layernorm, softmax, accumulate, multiply, binary */
-  TXK_FAMILY_COUNT = 4
+  TXK_FAMILY_WINO = 4,   /* f32 Winograd F(4x4, 3x3) tile transforms (input, output) */
+  TXK_FAMILY_COUNT = 5
 } txk_family;
 
 /* One enumerator entry. `fn` has the family's micro-kernel signature

@@ -302,4 +302,14 @@ TXK_K void txk_f32_rowop_ukernel_1x16__avx512(int op, size_t n, const float* a, 
   SFX(rowop_impl)(op, n, a, b, y, q);
 }
 
+/* Winograd F(4x4, 3x3) tile transforms (see templates/txk_wino.inc). */
+#include "templates/txk_wino.inc"
+
+TXK_K void txk_f32_wino_ukernel_1x16__avx512(int op, const txk_wino_params* p) {
+  if (op == TXK_WINO_IN)
+    SFX(wino_in)(p);
+  else
+    SFX(wino_out)(p);
+}
+
 #endif /* TXK_X86 */

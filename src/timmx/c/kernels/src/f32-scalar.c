@@ -143,3 +143,56 @@ void txk_f32_rowop_ukernel_1x1__scalar(int op, size_t n, const float* a, const f
     default: return;
   }
 }
+
+/* Winograd F(4x4, 3x3) tile transforms, one channel at a time (matrices: winograd.c). */
+static void wino_bt(const float* d, float* o) {
+  o[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
+  o[1] = (d[3] + d[4]) - 4.0f * (d[1] + d[2]);
+  o[2] = (d[4] - d[3]) + 4.0f * (d[1] - d[2]);
+  o[3] = (d[4] - d[2]) + 2.0f * (d[3] - d[1]);
+  o[4] = (d[4] - d[2]) - 2.0f * (d[3] - d[1]);
+  o[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+}
+
+static void wino_at(const float* m, float* o) {
+  o[0] = m[0] + (m[1] + m[2]) + (m[3] + m[4]);
+  o[1] = (m[1] - m[2]) + 2.0f * (m[3] - m[4]);
+  o[2] = (m[1] + m[2]) + 4.0f * (m[3] + m[4]);
+  o[3] = (m[1] - m[2]) + 8.0f * (m[3] - m[4]) + m[5];
+}
+
+void txk_f32_wino_ukernel_1x1__scalar(int op, const txk_wino_params* p) {
+  float col[6], t[36], o[6];
+  size_t ch, i, k;
+  for (ch = 0; ch < p->cp; ch++) {
+    if (op == TXK_WINO_IN) {
+      for (k = 0; k < 6; k++) { /* column k of B^T d */
+        for (i = 0; i < 6; i++) col[i] = p->src[i * p->s_row + k * p->s_px + ch];
+        wino_bt(col, o);
+        for (i = 0; i < 6; i++) t[i * 6 + k] = o[i];
+      }
+      for (k = 0; k < 6; k++) { /* row k of (B^T d) B */
+        wino_bt(t + k * 6, o);
+        for (i = 0; i < 6; i++) p->dst[(k * 6 + i) * p->d_xi + ch] = o[i];
+      }
+    } else {
+      const txk_epilogue* ep = p->ep;
+      for (k = 0; k < 6; k++) { /* column k of A^T m */
+        for (i = 0; i < 6; i++) col[i] = p->src[(i * 6 + k) * p->s_xi + ch];
+        wino_at(col, o);
+        for (i = 0; i < 4; i++) t[i * 6 + k] = o[i];
+      }
+      for (i = 0; i < 4; i++) { /* row i of (A^T m) A */
+        wino_at(t + i * 6, o);
+        for (k = 0; k < 4; k++) {
+          const float* rp = p->r ? p->r + i * p->r_row + k * p->r_px + ch : NULL;
+          float v = o[k] + p->bias[ch];
+          if (ep->residual == TXK_RESIDUAL_BEFORE_ACT) v += *rp;
+          v = txk_scalar_act((int)ep->act, v, ep->act_min, ep->act_max);
+          if (ep->residual == TXK_RESIDUAL_AFTER_ACT) v += *rp;
+          p->dst[i * p->d_row + k * p->d_px + ch] = v;
+        }
+      }
+    }
+  }
+}

@@ -1,5 +1,5 @@
 /* Drivers layer: the GEMM driver (rows x packed weights over the context's GEMM
- * micro-kernel, L2 blocking, the split over the thread pool), txk_gemm_groups and linear.
+ * micro-kernel, L2 blocking, the split over the thread pool), txk_gate_weights and linear.
  * Strict C99. */
 #include <string.h>
 
@@ -124,36 +124,6 @@ void txk_run_gemm(const txk_context* ctx, const rows_desc* rd, size_t kc, size_t
   j.rs = rs;
   j.ep = ep;
   j.groups = 1;
-  txk_run_gemm_job(&j);
-}
-
-void txk_gemm_groups(const txk_context* ctx, size_t groups, size_t m, size_t k, size_t n,
-                     const float* a, size_t lda, const float* w, size_t w_gs, float* y,
-                     size_t ldy) {
-  static const ptrdiff_t off0[1] = {0};
-  txk_epilogue ep;
-  gemm_job j;
-  memset(&ep, 0, sizeof ep);
-  memset(&j, 0, sizeof j);
-  j.ctx = ctx;
-  j.rd.base = a;
-  j.rd.m = m;
-  j.rd.row_w = m;
-  j.rd.step_w = lda;
-  j.kc = k;
-  j.ks = 1;
-  j.off = off0;
-  j.w = w;
-  j.block_floats = 16 * (1 + k);
-  j.ncols = n;
-  j.y = y;
-  j.ys = ldy;
-  j.rs = ldy;
-  j.ep = &ep;
-  j.groups = groups;
-  j.a_gs = (ptrdiff_t)(m * lda);
-  j.w_gs = (ptrdiff_t)w_gs;
-  j.y_gs = (ptrdiff_t)(m * ldy);
   txk_run_gemm_job(&j);
 }
 

@@ -85,6 +85,31 @@ typedef void txk_rowop_ukernel(int op, size_t n, const float* a, const float* b,
                                const txk_rowop_params* q);
 typedef txk_rowop_ukernel* txk_rowop_ukernel_fn;
 
+/* ---- Winograd F(4x4, 3x3) tile transforms (family TXK_FAMILY_WINO) --------
+ * One call = one 4x4 output tile (6x6 input tile), channels [0, cp), cp a multiple of 16;
+ * element (i, j) of a tile at base + i * row + j * px, transform position xi (0..35) at
+ * base + xi * xi_stride (matrices B^T, A^T: winograd.c):
+ *   TXK_WINO_IN   dst[xi] = (B^T d B)[xi], d = the 6x6 input tile at src (s_row, s_px)
+ *   TXK_WINO_OUT  o = A^T m A + bias, m[xi] at src (s_xi); then the epilogue (ep->act must be
+ *                 TXK_ACT_IS_CHEAP; residual tile at r) and the 4x4 result stored at dst
+ *                 (d_row, d_px).
+ * src, dst and r need no alignment; every element of the tiles is read or written. */
+#define TXK_WINO_IN 0
+#define TXK_WINO_OUT 1
+typedef struct txk_wino_params {
+  size_t cp;
+  const float* src;
+  size_t s_row, s_px, s_xi;
+  float* dst;
+  size_t d_row, d_px, d_xi;
+  const float* bias; /* OUT: cp floats */
+  const float* r;    /* OUT: residual tile (NULL when ep->residual == NONE) */
+  size_t r_row, r_px;
+  const txk_epilogue* ep;
+} txk_wino_params;
+typedef void txk_wino_ukernel(int op, const txk_wino_params* p);
+typedef txk_wino_ukernel* txk_wino_ukernel_fn;
+
 /* The micro-kernels: one declaration per entry of the list, with its family's
  * function type (e.g. txk_gemm_ukernel txk_f32_gemm_ukernel_6x16__avx2;). */
 #define TXK_UKERNEL_DECLARE_(family, mr, nr, isa) \
@@ -133,13 +158,6 @@ size_t txk_winograd_packed_floats(const txk_conv2d_desc* d);
 size_t txk_winograd_scratch_floats(const txk_conv2d_desc* d);
 int txk_conv2d_winograd(const txk_context* ctx, const txk_conv2d_desc* d, const float* x,
                         const float* w, float* y, const float* r, void* scratch);
-/* `groups` independent GEMMs on gemm-packed weights without bias or epilogue (conv.c):
- * Y_g[m][n] = A_g[m][k] @ W_g, A_g = a + g * m * lda (rows lda floats apart), W_g = w + g * w_gs
- * (blocks of 16 columns {zero bias[16], w[k][16]}), Y_g = y + g * m * ldy. Split over ctx's
- * pool; results independent of the thread count. */
-void txk_gemm_groups(const txk_context* ctx, size_t groups, size_t m, size_t k, size_t n,
-                     const float* a, size_t lda, const float* w, size_t w_gs, float* y,
-                     size_t ldy);
 /* Softmax of `rows` rows on the calling thread (txk_softmax splits rows over the pool). */
 void txk_softmax_rows(const txk_context* ctx, size_t rows, size_t c, const float* x,
                       size_t x_stride, float* y, size_t y_stride);

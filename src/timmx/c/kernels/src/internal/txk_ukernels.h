@@ -57,14 +57,19 @@
   /* row ops: layernorm, softmax, accumulate, multiply, binary (NEON: scalar) */   \
   X(rowop,    1, 16, avx512)                                                       \
   X(rowop,    1,  8, avx2)                                                         \
-  X(rowop,    1,  1, scalar)
+  X(rowop,    1,  1, scalar)                                                       \
+  /* Winograd F(4x4, 3x3) transforms: one tile, NR channels per vector */          \
+  X(wino,     1, 16, avx512)                                                       \
+  X(wino,     1,  8, avx2)                                                         \
+  X(wino,     1,  1, scalar)
 
 /* F(family, TXK_FAMILY_ value of timmx_kernels.h): every family used above. */
 #define TXK_UKERNEL_FAMILIES(F)                                                    \
   F(gemm,   TXK_FAMILY_GEMM)                                                       \
   F(dwconv, TXK_FAMILY_DWCONV)                                                     \
   F(vunary, TXK_FAMILY_VUNARY)                                                     \
-  F(rowop,  TXK_FAMILY_ROWOP)
+  F(rowop,  TXK_FAMILY_ROWOP)                                                      \
+  F(wino,   TXK_FAMILY_WINO)
 
 /* I(isa, TXK_ISA_ value): every ISA used above. */
 #define TXK_UKERNEL_ISAS(I)                                                        \
