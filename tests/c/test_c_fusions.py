@@ -1,6 +1,7 @@
 """Fused kernels of the C target. The 1x1 conv fused into the depthwise conv after it
 (txk_conv2d_pw_dw): against PyTorch, and bitwise against the two separate calls at 1, 2, 3 and
-7 threads; then a model whose inverted residual the exporter fuses, run at 1, 2 and 3 threads."""
+7 threads; then a model whose inverted residual the exporter fuses, run at 1, 2 and 3 threads;
+the SE gate folded into weights; convs writing concat slices; a basic block run as Winograd."""
 
 import ctypes as C
 import sys
@@ -262,3 +263,51 @@ def test_convs_write_their_concat_slices_and_match_pytorch(tmp_path) -> None:
         ref = module(x).numpy().reshape(-1)
     got = c_runner(tmp_path / "out", "cc", tmp_path / "b", cc=CC, threads=2)(x.numpy())
     np.testing.assert_allclose(np.asarray(got).reshape(-1), ref, atol=1e-4, rtol=1e-4)
+
+
+class _BasicBlock(torch.nn.Module):
+    """A ResNet basic block (3x3 conv, BN, ReLU, 3x3 conv, BN, + x, ReLU) of 32 channels, with
+    BatchNorm statistics that are not the identity: at 45x47 both convs are Winograd shapes
+    (edge tiles on both sides)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        bn = torch.nn.BatchNorm2d
+        self.c1 = torch.nn.Sequential(torch.nn.Conv2d(32, 32, 3, 1, 1, bias=False), bn(32))
+        self.c2 = torch.nn.Sequential(torch.nn.Conv2d(32, 32, 3, 1, 1, bias=False), bn(32))
+        gen = torch.Generator().manual_seed(6)
+        for m in self.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.3)
+                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.bias.data.copy_(torch.randn(n, generator=gen) * 0.2)
+
+    def forward(self, x):
+        return torch.relu(x + self.c2(torch.relu(self.c1(x))))
+
+
+@needs_cc
+def test_basic_block_runs_winograd_and_matches_pytorch(tmp_path) -> None:
+    """Both 3x3 convs are exported as Winograd F(4x4, 3x3) (weights in its layout); the demo's
+    output matches PyTorch and is bitwise the same at 1, 2 and 3 threads."""
+    from timmx.c.export import c_runner, export_c
+    from timmx.c.lower.passes.winograd import wins
+
+    assert wins(1, 32, 32, 45, 47) and not wins(1, 32, 32, 7, 7) and not wins(1, 16, 16, 56, 56)
+    module = _BasicBlock()
+    prepared = custom_prepared(module, (32, 45, 47))
+    gen = export_c(prepared, tmp_path / "out", prefix="bb", cc=CC)
+    assert gen.kinds.get("conv") == 2, gen.kinds
+    assert (tmp_path / "out" / "bb.c").read_text().count("TXK_CONV_WINOGRAD") == 2
+    x = prepared.sample_input()
+    with torch.no_grad():
+        ref = module(x).numpy().reshape(-1)
+    outs = {}
+    for threads in (1, 2, 3):
+        run = c_runner(tmp_path / "out", "bb", tmp_path / f"b{threads}", cc=CC, threads=threads)
+        outs[threads] = np.asarray(run(x.numpy()), dtype=np.float32).reshape(-1)
+    np.testing.assert_allclose(outs[1], ref, atol=1e-4, rtol=1e-4)
+    for threads in (2, 3):
+        assert outs[threads].tobytes() == outs[1].tobytes(), f"{threads} threads differ from 1"

@@ -73,12 +73,17 @@ def _pack_one(step: Step, name: str, buffers: list[Buffer], module: str | None =
         w = step.attrs["weight"].numpy()
         b = step.attrs["bias"]
         groups = step.attrs["groups"]
-        data = packing.pack_conv2d(w, None if b is None else b.numpy(), groups)
         oc, icg, kh, kw = (int(d) for d in w.shape)
         step.attrs["kh"], step.attrs["kw"] = kh, kw
-        if packing.is_depthwise(icg * groups, oc, groups):
+        bias = None if b is None else b.numpy()
+        if step.attrs.get("algo", "DIRECT") == "WINOGRAD":
+            data = packing.pack_conv2d_winograd(w, bias)
+            note = f"packed winograd F(4x4,3x3), oc {oc}, ic {icg}"
+        elif packing.is_depthwise(icg * groups, oc, groups):
+            data = packing.pack_conv2d(w, bias, groups)
             note = f"packed dwconv, c {oc}, k {kh}x{kw}"
         else:
+            data = packing.pack_conv2d(w, bias, groups)
             note = f"packed gemm, oc {oc}, k {kh}x{kw}x{icg}"
             note += f", groups {groups}" if groups > 1 else ""
     elif step.kind is StepKind.LINEAR:

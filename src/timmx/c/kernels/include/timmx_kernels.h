@@ -16,6 +16,10 @@
  *     its descriptor txk_pwdw_desc, txk_pwdw_check and txk_pwdw_scratch_size;
  *     txk_gate_weights (an SE gate folded into the next 1x1 conv's weights);
  *     additions only.
+ *   - 0.6: new kernel family TXK_FAMILY_WINO (Winograd F(4x4, 3x3) tile
+ *     transforms; TXK_FAMILY_COUNT 4 -> 5, so txk_context grows by one pointer);
+ *     TXK_CONV_WINOGRAD is now faster than the direct conv on most 3x3 stride-1
+ *     shapes and the generator selects it; no signature or semantics changed.
  *
  * Conventions (hold for every function below):
  *   - float32, NHWC activations ("pixel-major": element (n, h, w, c) lives at

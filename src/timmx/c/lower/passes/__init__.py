@@ -7,7 +7,8 @@ channel-scale call), ``conv_padding`` (zero padding into the following conv), ``
 conv / linear weights, activation and residual add fused into the kernel's epilogue), ``pw_dw``
 (a 1x1 conv and the depthwise conv reading it -> one call), ``gate_weights`` (an SE gate into
 the weights of the 1x1 conv reading it), ``concat_slices`` (a conv whose output is only copied
-into a concatenation writes its channel slice itself), and ``dce`` again.
+into a concatenation writes its channel slice itself), ``winograd`` (3x3 stride-1 convs of the
+shapes where Winograd F(4x4, 3x3) wins), and ``dce`` again.
 """
 
 from timmx.c.lower.passes.activations import fuse_activations
@@ -19,6 +20,7 @@ from timmx.c.lower.passes.epilogues import fuse_epilogues
 from timmx.c.lower.passes.gate_weights import fold_gate_weights
 from timmx.c.lower.passes.pw_dw import fuse_pw_dw
 from timmx.c.lower.passes.se_gates import fuse_se_gates
+from timmx.c.lower.passes.winograd import select_winograd
 
 
 def run_passes(low, *, fuse: bool = True) -> dict[str, int]:
@@ -34,5 +36,6 @@ def run_passes(low, *, fuse: bool = True) -> dict[str, int]:
         fuse_pw_dw(low, counts)
         fold_gate_weights(low, counts)
         fuse_concat_producers(low, counts)
+        select_winograd(low, counts)
         dce(low, counts)
     return counts
