@@ -467,8 +467,9 @@ static void test_other_ops(void) {
 #define TH_OUT (1u << 20)
 typedef struct th_data {
   float *x, *x2, *w1, *w3, *wg, *wd, *wl, *wp, *b, *r, *pk1, *pk3, *pkg, *pkd, *pkl, *pkp;
-  float* scratch;
+  float *ww, *pkw, *pkw2, *scratch;
   txk_conv2d_desc c1, c3, cg, cd;
+  txk_conv2d_desc cw, cw2; /* Winograd: tile blocks at 1-3 threads, three passes at 7 */
   txk_pwdw_desc pd; /* 37 -> 57 channels, then t->cd with 7 tasks' worth of rows */
   txk_linear_desc ld;
   txk_attention_desc ad;
@@ -574,6 +575,12 @@ static void th_setup(th_data* t) {
   t->pk3 = pack_conv(&t->c3, t->w3, t->b);
   t->pkg = pack_conv(&t->cg, t->wg, t->b);
   t->pkd = pack_conv(&t->cd, t->wd, t->b);
+  th_conv(&t->cw, 25, 23, 32, 32, 3, 1, 1, 1, TXK_ACT_RELU, TXK_RESIDUAL_BEFORE_ACT);
+  th_conv(&t->cw2, 19, 23, 37, 45, 3, 1, 1, 1, TXK_ACT_SILU, TXK_RESIDUAL_AFTER_ACT);
+  t->cw.algo = t->cw2.algo = TXK_CONV_WINOGRAD;
+  t->ww = falloc(45 * 37 * 9);
+  t->pkw = pack_winograd(&t->cw, t->ww, t->b);
+  t->pkw2 = pack_winograd(&t->cw2, t->ww, t->b);
   th_conv(&t->pd.pw, 21, 19, 37, 57, 1, 1, 0, 1, TXK_ACT_SILU, TXK_RESIDUAL_NONE);
   t->pd.dw = t->cd;
   t->wp = falloc(57 * 37);
@@ -598,7 +605,8 @@ static void th_setup(th_data* t) {
 static void th_free(th_data* t) {
   free(t->x), free(t->x2), free(t->b), free(t->r), free(t->w1), free(t->w3), free(t->wg);
   free(t->wd), free(t->wl), free(t->pk1), free(t->pk3), free(t->pkg), free(t->pkd);
-  free(t->pkl), free(t->wp), free(t->pkp), free(t->scratch);
+  free(t->pkl), free(t->wp), free(t->pkp), free(t->ww), free(t->pkw), free(t->pkw2);
+  free(t->scratch);
 }
 
 static size_t th_run(const txk_context* ctx, const th_data* t, float* out) {
@@ -613,6 +621,11 @@ static size_t th_run(const txk_context* ctx, const th_data* t, float* out) {
   o += 8 * 6 * 36;
   expect(txk_conv2d(ctx, &t->cd, t->x, t->pkd, out + o, NULL, NULL) == TXK_OK, "th dw");
   o += 21 * 19 * 57;
+  expect(txk_conv2d(ctx, &t->cw, t->x, t->pkw, out + o, t->r, t->scratch) == TXK_OK, "th wino");
+  o += 25 * 23 * 32;
+  expect(txk_conv2d(ctx, &t->cw2, t->x, t->pkw2, out + o, t->r, t->scratch) == TXK_OK,
+         "th wino 3 passes");
+  o += 19 * 23 * 45;
   expect(txk_conv2d_pw_dw(ctx, &t->pd, t->x, t->pkp, t->pkd, out + o, NULL, t->scratch) ==
              TXK_OK,
          "th pw_dw");
