@@ -115,8 +115,9 @@ def _wino_kernels(lib) -> list[int]:
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[1]}x{c[2]}x{c[3]}to{c[4]}-{c[6]}")
 def test_winograd_matches_reference(lib, case) -> None:
-    """Winograd's error (vs float64) stays within the fp32 tolerance and a few times the
-    direct conv's, with every transform micro-kernel."""
+    """Winograd's error (vs float64) stays within the fp32 tolerance and within 4x the direct
+    conv's (measured 1.2-3x with the points 0, -1, 1, 1/2, -2; Lavin & Gray's 0, +-1, +-2 gave
+    3-8x), with every transform micro-kernel."""
     wd, dd = _desc(case, 1), _desc(case, 0)
     x, wt, b = _data(case)
     packed = T.aligned_copy(packing.pack_conv2d_winograd(wt, b))
@@ -133,8 +134,8 @@ def test_winograd_matches_reference(lib, case) -> None:
         name = lib.kernels(T.FAMILY_WINO)[index][1]
         got = _run(lib, lib.context(T.FAMILY_WINO, index), wd, x, packed, r)
         err_w = float(np.abs(got - want).max())
-        assert err_w < 2e-5, f"{name}: winograd max abs err {err_w:.3g} (direct {err_d:.3g})"
-        assert err_w <= max(16 * err_d, 2e-6), f"{name}: err {err_w:.3g} vs direct {err_d:.3g}"
+        assert err_w < 1e-5, f"{name}: winograd max abs err {err_w:.3g} (direct {err_d:.3g})"
+        assert err_w <= max(4 * err_d, 2e-6), f"{name}: err {err_w:.3g} vs direct {err_d:.3g}"
 
 
 @pytest.mark.parametrize(

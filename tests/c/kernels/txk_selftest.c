@@ -91,12 +91,12 @@ static float* pack_conv(const txk_conv2d_desc* d, const float* w, const float* b
 /* The winograd layout (README.md): bias[ocp], then per transform position xi the gemm layout
  * of U_xi[oc][ic] = (G w[oc][ic] G^T)[xi], G of F(4x4, 3x3). */
 static float* pack_winograd(const txk_conv2d_desc* d, const float* w, const float* b) {
-  static const float g[6][3] = {{1.0f / 4, 0, 0},
-                                {-1.0f / 6, -1.0f / 6, -1.0f / 6},
-                                {-1.0f / 6, 1.0f / 6, -1.0f / 6},
-                                {1.0f / 24, 1.0f / 12, 1.0f / 6},
-                                {1.0f / 24, -1.0f / 12, 1.0f / 6},
-                                {0, 0, 1}};
+  static const double g[6][3] = {{1, 0, 0},
+                                 {-1.0 / 3, 1.0 / 3, -1.0 / 3},
+                                 {1.0 / 3, 1.0 / 3, 1.0 / 3},
+                                 {-16.0 / 15, -8.0 / 15, -4.0 / 15},
+                                 {1.0 / 15, -2.0 / 15, 4.0 / 15},
+                                 {0, 0, 1}};
   const size_t bytes = txk_conv2d_packed_size(d);
   const int ic_n = d->in_c, oc_n = d->out_c, ocp = (oc_n + 15) / 16 * 16;
   const size_t bsz = 16 * (1 + (size_t)ic_n), xi_floats = (size_t)ocp / 16 * bsz;
@@ -111,7 +111,7 @@ static float* pack_winograd(const txk_conv2d_desc* d, const float* w, const floa
         for (c = 0; c < 6; c++) {
           double u = 0.0;
           for (i = 0; i < 3; i++)
-            for (j = 0; j < 3; j++) u += (double)g[a][i] * k[i * 3 + j] * g[c][j];
+            for (j = 0; j < 3; j++) u += g[a][i] * k[i * 3 + j] * g[c][j];
           p[ocp + (size_t)(a * 6 + c) * xi_floats + (size_t)(oc / 16) * bsz + 16 +
             (size_t)ic * 16 + oc % 16] = (float)u;
         }

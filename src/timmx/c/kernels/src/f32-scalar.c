@@ -146,19 +146,21 @@ void txk_f32_rowop_ukernel_1x1__scalar(int op, size_t n, const float* a, const f
 
 /* Winograd F(4x4, 3x3) tile transforms, one channel at a time (matrices: winograd.c). */
 static void wino_bt(const float* d, float* o) {
-  o[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
-  o[1] = (d[3] + d[4]) - 4.0f * (d[1] + d[2]);
-  o[2] = (d[4] - d[3]) + 4.0f * (d[1] - d[2]);
-  o[3] = (d[4] - d[2]) + 2.0f * (d[3] - d[1]);
-  o[4] = (d[4] - d[2]) - 2.0f * (d[3] - d[1]);
-  o[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+  const float m31 = d[3] - d[1], m42 = d[4] - d[2];
+  o[0] = (d[0] + d[4]) + 1.5f * m31 - 2.0f * d[2];
+  o[1] = (d[1] + d[4]) - 2.5f * d[2] + 0.5f * d[3];
+  o[2] = (d[4] - d[1]) + 0.5f * d[2] + 2.5f * d[3];
+  o[3] = m42 + 2.0f * m31;
+  o[4] = m42 - 0.5f * m31;
+  o[5] = (d[5] + d[1]) + 1.5f * (d[4] - d[2]) - 2.0f * d[3];
 }
 
 static void wino_at(const float* m, float* o) {
-  o[0] = m[0] + (m[1] + m[2]) + (m[3] + m[4]);
-  o[1] = (m[1] - m[2]) + 2.0f * (m[3] - m[4]);
-  o[2] = (m[1] + m[2]) + 4.0f * (m[3] + m[4]);
-  o[3] = (m[1] - m[2]) + 8.0f * (m[3] - m[4]) + m[5];
+  const float a12 = m[1] + m[2], s21 = m[2] - m[1];
+  o[0] = m[0] + a12 + (m[3] + m[4]);
+  o[1] = s21 + 0.5f * m[3] - 2.0f * m[4];
+  o[2] = a12 + 0.25f * m[3] + 4.0f * m[4];
+  o[3] = s21 + 0.125f * m[3] - 8.0f * m[4] + m[5];
 }
 
 void txk_f32_wino_ukernel_1x1__scalar(int op, const txk_wino_params* p) {

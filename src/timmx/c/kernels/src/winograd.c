@@ -1,14 +1,20 @@
 /* Drivers layer: Winograd F(4x4, 3x3) convolution (stride 1, dilation 1, groups 1). Strict C99.
  *
- * y = A^T [ (G g G^T) . (B^T d B) ] A for every 4x4 output tile (6x6 input tile d), with the
- * matrices of Lavin & Gray (2016):
+ * y = A^T [ (G g G^T) . (B^T d B) ] A for every 4x4 output tile (6x6 input tile d), with
+ * interpolation points 0, -1, 1, 1/2, -2 and infinity (Lavin & Gray's 0, +-1, +-2 mixed with
+ * 1/2, after Barabasz et al. 2020: about a third of their float32 error):
  *
- *   B^T = | 4  0 -5  0  1  0 |   G = |  1/4     0     0  |   A^T = | 1  1  1  1  1  0 |
- *         | 0 -4 -4  1  1  0 |       | -1/6  -1/6  -1/6  |         | 0  1 -1  2 -2  0 |
- *         | 0  4 -4 -1  1  0 |       | -1/6   1/6  -1/6  |         | 0  1  1  4  4  0 |
- *         | 0 -2 -1  2  1  0 |       |  1/24  1/12  1/6  |         | 0  1 -1  8 -8  1 |
- *         | 0  2 -1 -2  1  0 |       |  1/24 -1/12  1/6  |
- *         | 0  4  0 -5  0  1 |       |  0     0     1    |
+ *   B^T = | 1  -3/2  -2    3/2  1    0 |   G = |  1      0      0    |
+ *         | 0   1    -5/2  1/2  1    0 |       | -1/3    1/3   -1/3  |
+ *         | 0  -1     1/2  5/2  1    0 |       |  1/3    1/3    1/3  |
+ *         | 0  -2    -1    2    1    0 |       | -16/15 -8/15  -4/15 |
+ *         | 0   1/2  -1   -1/2  1    0 |       |  1/15  -2/15   4/15 |
+ *         | 0   1    -3/2 -2    3/2  1 |       |  0      0      1    |
+ *
+ *   A^T = | 1   1  1  1     1  0 |
+ *         | 0  -1  1  1/2  -2  0 |
+ *         | 0   1  1  1/4   4  0 |
+ *         | 0  -1  1  1/8  -8  1 |
  *
  * Packed weights ("winograd" layout, written by packing.pack_conv2d_winograd): bias[ocp], then
  * for each of the 36 transform positions xi the gemm layout of U_xi[ic][oc] = (G g G^T)[xi]
