@@ -467,7 +467,7 @@ static void test_other_ops(void) {
 #define TH_OUT (1u << 20)
 typedef struct th_data {
   float *x, *x2, *w1, *w3, *wg, *wd, *wl, *wp, *b, *r, *pk1, *pk3, *pkg, *pkd, *pkl, *pkp;
-  float *ww, *pkw, *pkw2, *scratch;
+  float *ww, *pkw, *pkw2, *big, *scratch; /* big: a pool image the pool splits (2.4 M floats) */
   txk_conv2d_desc c1, c3, cg, cd;
   txk_conv2d_desc cw, cw2; /* Winograd: tile blocks at 1-3 threads, three passes at 7 */
   txk_pwdw_desc pd; /* 37 -> 57 channels, then t->cd with 7 tasks' worth of rows */
@@ -579,6 +579,7 @@ static void th_setup(th_data* t) {
   th_conv(&t->cw2, 19, 23, 37, 45, 3, 1, 1, 1, TXK_ACT_SILU, TXK_RESIDUAL_AFTER_ACT);
   t->cw.algo = t->cw2.algo = TXK_CONV_WINOGRAD;
   t->ww = falloc(45 * 37 * 9);
+  t->big = falloc(1201 * 2001);
   t->pkw = pack_winograd(&t->cw, t->ww, t->b);
   t->pkw2 = pack_winograd(&t->cw2, t->ww, t->b);
   th_conv(&t->pd.pw, 21, 19, 37, 57, 1, 1, 0, 1, TXK_ACT_SILU, TXK_RESIDUAL_NONE);
@@ -605,7 +606,7 @@ static void th_setup(th_data* t) {
 static void th_free(th_data* t) {
   free(t->x), free(t->x2), free(t->b), free(t->r), free(t->w1), free(t->w3), free(t->wg);
   free(t->wd), free(t->wl), free(t->pk1), free(t->pk3), free(t->pkg), free(t->pkd);
-  free(t->pkl), free(t->wp), free(t->pkp), free(t->ww), free(t->pkw), free(t->pkw2);
+  free(t->pkl), free(t->wp), free(t->pkp), free(t->ww), free(t->pkw), free(t->pkw2), free(t->big);
   free(t->scratch);
 }
 
@@ -647,6 +648,8 @@ static size_t th_run(const txk_context* ctx, const th_data* t, float* out) {
   o += 2 * 301 * 36;
   expect(txk_global_avgpool(ctx, 2, 29, 1001, t->x, out + o) == TXK_OK, "th gap");
   o += 2 * 1001;
+  expect(txk_global_avgpool(ctx, 1, 1201, 2001, t->big, out + o) == TXK_OK, "th gap split");
+  o += 2001;
   memset(&pd, 0, sizeof pd);
   pd.n = 2, pd.in_h = 29, pd.in_w = 31, pd.c = 33, pd.kh = pd.kw = 3, pd.stride_h = 2;
   pd.stride_w = 2, pd.pad_h = pd.pad_w = 1, pd.out_h = 15, pd.out_w = 16;
