@@ -105,6 +105,35 @@ def test_pw_dw_rejects_what_it_cannot_fuse(lib) -> None:
     assert lib.lib.txk_pwdw_scratch_size(C.byref(d)) == 0, "scratch for an invalid descriptor"
 
 
+def _live_batchnorms(module: torch.nn.Module, seed: int) -> None:
+    """BatchNorm statistics and affine terms that are not the identity (drawn from ``seed``)."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=gen) * 0.3)
+            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=gen) * 0.2)
+
+
+def _matches_pytorch_at_1_2_3_threads(module, prepared, tmp_path: Path, prefix: str) -> None:
+    """The demo of the export in ``tmp_path / "out"`` matches PyTorch (1e-4) and is bitwise the
+    same at 1, 2 and 3 threads."""
+    from timmx.c.export import c_runner
+
+    x = prepared.sample_input()
+    with torch.no_grad():
+        ref = module(x).numpy().reshape(-1)
+    outs = {}
+    for threads in (1, 2, 3):
+        run = c_runner(tmp_path / "out", prefix, tmp_path / f"b{threads}", cc=CC, threads=threads)
+        outs[threads] = np.asarray(run(x.numpy()), dtype=np.float32).reshape(-1)
+    np.testing.assert_allclose(outs[1], ref, atol=1e-4, rtol=1e-4)
+    for threads in (2, 3):
+        assert outs[threads].tobytes() == outs[1].tobytes(), f"{threads} threads differ from 1"
+
+
 class _InvertedResidual(torch.nn.Module):
     """1x1 expand (BN, SiLU) -> 3x3 stride-2 depthwise (BN, SiLU) -> 1x1 project (BN), with
     BatchNorm statistics that are not the identity."""
@@ -119,14 +148,7 @@ class _InvertedResidual(torch.nn.Module):
             torch.nn.Conv2d(96, 96, 3, 2, 1, groups=96, bias=False), bn(96), torch.nn.SiLU()
         )
         self.pwl = torch.nn.Sequential(torch.nn.Conv2d(96, 24, 1, bias=False), bn(24))
-        gen = torch.Generator().manual_seed(5)
-        for m in self.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.3)
-                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.bias.data.copy_(torch.randn(n, generator=gen) * 0.2)
+        _live_batchnorms(self, seed=5)
 
     def forward(self, x):
         return self.pwl(self.dw(self.pw(x)))
@@ -136,23 +158,14 @@ class _InvertedResidual(torch.nn.Module):
 def test_inverted_residual_is_fused_and_matches_pytorch(tmp_path) -> None:
     """64x64x96 expanded (1.5 MiB, above the exporter's fusion threshold): one fused call;
     the demo's output matches PyTorch and is bitwise the same at 1, 2 and 3 threads."""
-    from timmx.c.export import c_runner, export_c
+    from timmx.c.export import export_c
 
     module = _InvertedResidual()
     prepared = custom_prepared(module, (16, 64, 64))
     gen = export_c(prepared, tmp_path / "out", prefix="ir", cc=CC)
     assert gen.kinds.get("conv_pw_dw") == 1, f"not fused: {gen.kinds}"
     assert "txk_conv2d_pw_dw(" in (tmp_path / "out" / "ir.c").read_text()
-    x = prepared.sample_input()
-    with torch.no_grad():
-        ref = module(x).numpy().reshape(-1)
-    outs = {}
-    for threads in (1, 2, 3):
-        run = c_runner(tmp_path / "out", "ir", tmp_path / f"b{threads}", cc=CC, threads=threads)
-        outs[threads] = np.asarray(run(x.numpy()), dtype=np.float32).reshape(-1)
-    np.testing.assert_allclose(outs[1], ref, atol=1e-4, rtol=1e-4)
-    for threads in (2, 3):
-        assert outs[threads].tobytes() == outs[1].tobytes(), f"{threads} threads differ from 1"
+    _matches_pytorch_at_1_2_3_threads(module, prepared, tmp_path, "ir")
 
 
 @needs_cc
@@ -275,14 +288,7 @@ class _BasicBlock(torch.nn.Module):
         bn = torch.nn.BatchNorm2d
         self.c1 = torch.nn.Sequential(torch.nn.Conv2d(32, 32, 3, 1, 1, bias=False), bn(32))
         self.c2 = torch.nn.Sequential(torch.nn.Conv2d(32, 32, 3, 1, 1, bias=False), bn(32))
-        gen = torch.Generator().manual_seed(6)
-        for m in self.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.3)
-                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-                m.bias.data.copy_(torch.randn(n, generator=gen) * 0.2)
+        _live_batchnorms(self, seed=6)
 
     def forward(self, x):
         return torch.relu(x + self.c2(torch.relu(self.c1(x))))
@@ -292,7 +298,7 @@ class _BasicBlock(torch.nn.Module):
 def test_basic_block_runs_winograd_and_matches_pytorch(tmp_path) -> None:
     """Both 3x3 convs are exported as Winograd F(4x4, 3x3) (weights in its layout); the demo's
     output matches PyTorch and is bitwise the same at 1, 2 and 3 threads."""
-    from timmx.c.export import c_runner, export_c
+    from timmx.c.export import export_c
     from timmx.c.lower.passes.winograd import wins
 
     assert wins(1, 32, 32, 45, 47) and not wins(1, 32, 32, 7, 7) and not wins(1, 16, 16, 56, 56)
@@ -301,13 +307,4 @@ def test_basic_block_runs_winograd_and_matches_pytorch(tmp_path) -> None:
     gen = export_c(prepared, tmp_path / "out", prefix="bb", cc=CC)
     assert gen.kinds.get("conv") == 2, gen.kinds
     assert (tmp_path / "out" / "bb.c").read_text().count("TXK_CONV_WINOGRAD") == 2
-    x = prepared.sample_input()
-    with torch.no_grad():
-        ref = module(x).numpy().reshape(-1)
-    outs = {}
-    for threads in (1, 2, 3):
-        run = c_runner(tmp_path / "out", "bb", tmp_path / f"b{threads}", cc=CC, threads=threads)
-        outs[threads] = np.asarray(run(x.numpy()), dtype=np.float32).reshape(-1)
-    np.testing.assert_allclose(outs[1], ref, atol=1e-4, rtol=1e-4)
-    for threads in (2, 3):
-        assert outs[threads].tobytes() == outs[1].tobytes(), f"{threads} threads differ from 1"
+    _matches_pytorch_at_1_2_3_threads(module, prepared, tmp_path, "bb")

@@ -1,5 +1,6 @@
 /* ISA file, NEON (aarch64 Advanced SIMD, baseline): GEMM/direct-conv 6x16 (24 q
- * accumulators), depthwise 1x4, vunary 1x4 (row ops use the scalar kernel).
+ * accumulators), depthwise 1x4, vunary 1x4, Winograd transforms 1x4 (row ops use the scalar
+ * kernel).
  * Compiled only on aarch64. */
 #include "internal/txk_internal.h"
 
@@ -145,6 +146,16 @@ void txk_f32_dwconv_ukernel_1x4__neon(const txk_dw_params* p, size_t oh, float* 
       memcpy(y_row + ow * p->ys + cb, out, nch * sizeof(float));
     }
   }
+}
+
+/* Winograd F(4x4, 3x3) tile transforms (see templates/txk_wino.inc). */
+#include "templates/txk_wino.inc"
+
+void txk_f32_wino_ukernel_1x4__neon(int op, const txk_wino_params* p) {
+  if (op == TXK_WINO_IN)
+    SFX(wino_in)(p);
+  else
+    SFX(wino_out)(p);
 }
 
 #endif /* TXK_ARM64 */

@@ -61,6 +61,7 @@
   /* Winograd F(4x4, 3x3) transforms: one tile, NR channels per vector */          \
   X(wino,     1, 16, avx512)                                                       \
   X(wino,     1,  8, avx2)                                                         \
+  X(wino,     1,  4, neon)                                                         \
   X(wino,     1,  1, scalar)
 
 /* F(family, TXK_FAMILY_ value of timmx_kernels.h): every family used above. */
