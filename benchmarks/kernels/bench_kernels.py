@@ -1,9 +1,10 @@
-"""Micro-benchmark of the timmx C kernels, one thread: every micro-kernel the library
-enumerates (txk_ukernel_count/get, i.e. the list src/timmx/c/kernels/src/internal/
+"""Micro-benchmark of the timmx C kernels (one thread, or --threads): every micro-kernel the
+library enumerates (txk_ukernel_count/get, i.e. the list src/timmx/c/kernels/src/internal/
 txk_ukernels.h) on model-sized cases of its family: GEMM and depthwise convs (GFLOP/s),
-elementwise activations and row ops (Gelem/s).
+elementwise activations and row ops (Gelem/s), Winograd F(4x4, 3x3) convs against the direct
+conv (GFLOP/s in direct-conv multiply-adds, and the speed-up).
 
-Run: uv run python benchmarks/kernels/bench_kernels.py [--quick] [--filter TEXT]
+Run: uv run python benchmarks/kernels/bench_kernels.py [--quick] [--filter TEXT] [--threads N]
      [--cc clang]       (the compiler; default $CC, else gcc)
      [--kernels DIR]    (another copy of src/timmx/c/kernels, e.g. an older commit's, to
                         compare before/after in one session: git archive <rev>
@@ -91,10 +92,10 @@ def row(family: str, name: str, kname: str, t: float, work: float, unit: str) ->
     print(f"{family:7s} {name:32s} {kname:42s} {t * 1e3:8.3f} {work / t / 1e9:8.2f} {unit}")
 
 
-def kernels_of(lib: T.Lib, family: int, quick: bool):
+def kernels_of(lib: T.Lib, family: int, quick: bool, threads: int = 1):
     for idx, kname, isa, _, _ in lib.kernels(family):
         if lib.supported(isa) and not (quick and isa == T.ISA_SCALAR):
-            yield kname, lib.context(family, idx)
+            yield kname, lib.context(family, idx, threads=threads)
 
 
 def bench_convs(lib: T.Lib, args, min_time: float, rng) -> None:
@@ -115,7 +116,7 @@ def bench_convs(lib: T.Lib, args, min_time: float, rng) -> None:
         flops = 2.0 * n * oh * ow * oc * (ic // g) * k * k
         dw = g == ic == oc
         fam = T.FAMILY_DWCONV if dw else T.FAMILY_GEMM
-        for kname, ctx in kernels_of(lib, fam, args.quick):
+        for kname, ctx in kernels_of(lib, fam, args.quick, args.threads):
             args_ = (C.byref(ctx), C.byref(d), T.ptr(x), T.ptr(packed), T.ptr(y), None)
             args_ += (T.ptr(scratch),)
 
@@ -124,6 +125,51 @@ def bench_convs(lib: T.Lib, args, min_time: float, rng) -> None:
                 assert rc == 0, rc
 
             row("dwconv" if dw else "gemm", name, kname, bench(run, min_time), flops, "GFLOP/s")
+
+
+# name, output size, in channels, out channels (3x3, stride 1, pad 1, ReLU)
+WINOGRAD = [
+    ("resnet 3x3 64->64 @56", 56, 64, 64),
+    ("resnet 3x3 128->128 @28", 28, 128, 128),
+    ("resnet 3x3 256->256 @14", 14, 256, 256),
+    ("resnet 3x3 512->512 @7", 7, 512, 512),
+    ("3x3 32->32 @112", 112, 32, 32),
+    ("densenet 3x3 128->32 @28", 28, 128, 32),
+]
+
+
+def bench_winograd(lib: T.Lib, args, min_time: float, rng) -> None:
+    """Each wino kernel's Winograd conv against the direct conv on the default GEMM kernel."""
+    for name, hw, ic, oc in WINOGRAD:
+        if args.filter not in name:
+            continue
+        descs = []
+        for algo in (0, 1):
+            d = T.Conv2dDesc(1, hw, hw, ic, hw, hw, oc, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1)
+            d.epilogue = T.Epilogue(T.ACT["relu"], 0, 0, 0)
+            d.algo = algo
+            descs.append(d)
+        x = rng.standard_normal(hw * hw * ic).astype(np.float32)
+        wt = rng.standard_normal((oc, ic, 3, 3)).astype(np.float32)
+        b = np.zeros(oc, np.float32)
+        packs = [packing.pack_conv2d(wt, b, 1), packing.pack_conv2d_winograd(wt, b)]
+        y = np.empty(hw * hw * oc, np.float32)
+        flops = 2.0 * hw * hw * oc * ic * 9
+        times = {}
+        runs = [("direct", 0, lib.context(threads=args.threads))]
+        runs += [(k, 1, c) for k, c in kernels_of(lib, T.FAMILY_WINO, args.quick, args.threads)]
+        for kname, algo, ctx in runs:
+            d, packed = descs[algo], T.aligned_copy(packs[algo])
+            scratch = T.aligned_empty(max(lib.lib.txk_conv2d_scratch_size(C.byref(d)) // 4, 1))
+            a = (C.byref(ctx), C.byref(d), T.ptr(x), T.ptr(packed), T.ptr(y), None, T.ptr(scratch))
+
+            def run(a=a):
+                rc = lib.lib.txk_conv2d(*a)
+                assert rc == 0, rc
+
+            times[kname] = bench(run, min_time)
+            note = "" if algo == 0 else f"  x{times['direct'] / times[kname]:.2f} vs direct"
+            row("wino", name, kname, times[kname], flops, "GFLOP/s" + note)
 
 
 # name, act, elements (txk_unary: the VUNARY family)
@@ -148,7 +194,7 @@ def bench_unary(lib: T.Lib, args, min_time: float, rng) -> None:
             continue
         x = rng.standard_normal(n).astype(np.float32)
         y = np.empty_like(x)
-        for kname, ctx in kernels_of(lib, T.FAMILY_VUNARY, args.quick):
+        for kname, ctx in kernels_of(lib, T.FAMILY_VUNARY, args.quick, args.threads):
             a = (C.byref(ctx), T.ACT[act], 0.0, 6.0, n, T.ptr(x), T.ptr(y))
 
             def run(a=a):
@@ -165,7 +211,7 @@ def bench_rowops(lib: T.Lib, args, min_time: float, rng) -> None:
         b = rng.standard_normal(rows * c).astype(np.float32)
         g = rng.standard_normal(c).astype(np.float32)
         y = np.empty_like(x)
-        for kname, ctx in kernels_of(lib, T.FAMILY_ROWOP, args.quick):
+        for kname, ctx in kernels_of(lib, T.FAMILY_ROWOP, args.quick, args.threads):
             if op == "layernorm":
                 a = (C.byref(ctx), rows, c, T.ptr(x), 0, T.ptr(y), 0, T.ptr(g), T.ptr(g))
                 a += (C.c_float(1e-6),)
@@ -189,6 +235,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="shorter runs, no scalar kernels")
     ap.add_argument("--filter", default="", help="only cases whose name contains this")
+    ap.add_argument("--threads", type=int, default=1, help="threads of the kernels' pool")
     ap.add_argument("--kernels", type=Path, default=T.KERNELS_DIR, help="kernel library dir")
     ap.add_argument(
         "--cc", default=os.environ.get("CC") or "gcc", help="compiler (default $CC, gcc)"
@@ -199,6 +246,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     print(f"{'family':7s} {'case':32s} {'kernel':42s} {'ms':>8s} {'rate':>8s}")
     bench_convs(lib, args, min_time, rng)
+    bench_winograd(lib, args, min_time, rng)
     bench_unary(lib, args, min_time, rng)
     bench_rowops(lib, args, min_time, rng)
 
