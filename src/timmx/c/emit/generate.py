@@ -79,13 +79,13 @@ def _pack_one(step: Step, name: str, buffers: list[Buffer], module: str | None =
         if step.attrs.get("algo", "DIRECT") == "WINOGRAD":
             data = packing.pack_conv2d_winograd(w, bias)
             note = f"packed winograd F(4x4,3x3), oc {oc}, ic {icg}"
-        elif packing.is_depthwise(icg * groups, oc, groups):
-            data = packing.pack_conv2d(w, bias, groups)
-            note = f"packed dwconv, c {oc}, k {kh}x{kw}"
         else:
             data = packing.pack_conv2d(w, bias, groups)
-            note = f"packed gemm, oc {oc}, k {kh}x{kw}x{icg}"
-            note += f", groups {groups}" if groups > 1 else ""
+            if packing.is_depthwise(icg * groups, oc, groups):
+                note = f"packed dwconv, c {oc}, k {kh}x{kw}"
+            else:
+                note = f"packed gemm, oc {oc}, k {kh}x{kw}x{icg}"
+                note += f", groups {groups}" if groups > 1 else ""
     elif step.kind is StepKind.LINEAR:
         w = step.attrs["weight"].numpy()
         b = step.attrs["bias"]

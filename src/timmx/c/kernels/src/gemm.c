@@ -90,25 +90,25 @@ static void split2(size_t units_a, size_t units_b, size_t groups, size_t want, s
   const size_t max_parts = 2 * want < 128 ? 2 * want : 128;
   double best = 0.0;
   size_t a, b, pass;
-  *na = *nb = 1;
+  *na = *nb = 0; /* none chosen yet */
   for (pass = 0; pass < 2; pass++) {
     for (a = 1; a <= units_a && a <= max_parts; a++) {
       for (b = 1; b <= units_b && a * b <= max_parts; b++) {
         const double eff = split_eff(units_a, units_b, groups, threads, a, b);
-        const size_t side = prefer_a ? a : b, best_side = prefer_a ? *na : *nb;
+        const size_t side = prefer_a ? a : b, chosen_side = prefer_a ? *na : *nb;
         const size_t dist = a * b > want ? a * b - want : want - a * b;
-        const size_t best_dist = *na * *nb > want ? *na * *nb - want : want - *na * *nb;
+        const size_t chosen_dist = *na * *nb > want ? *na * *nb - want : want - *na * *nb;
         if (pass == 0) {
           if (eff > best) best = eff;
         } else if (eff >= 0.97 * best &&
-                   (side > best_side || (side == best_side && dist < best_dist) ||
-                    split_eff(units_a, units_b, groups, threads, *na, *nb) < 0.97 * best)) {
+                   (side > chosen_side || (side == chosen_side && dist < chosen_dist))) {
           *na = a;
           *nb = b;
         }
       }
     }
   }
+  if (*na == 0) *na = *nb = 1;
 }
 
 void txk_run_gemm_job(gemm_job* j) {

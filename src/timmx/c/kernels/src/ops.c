@@ -133,11 +133,13 @@ int txk_softmax(const txk_context* ctx, size_t rows, size_t c, const float* x, s
 }
 
 /* Global average pool: tasks are channel ranges (multiples of 16) of one batch item; each
- * channel is summed over the pixels in pixel order whoever runs it. */
-/* Floats per task below which the pool is not used. The image usually comes from a step split
- * over rows, so half of it sits in the other core's cache, and tasks of channel ranges make every
- * thread read every pixel: on efficientnet_b0 at 2 threads its 17 pools took 0.49-0.51 ms split
- * at 16K floats per task and 0.28 on the calling thread (at 1 thread: 0.19). */
+ * channel is summed over the pixels in pixel order whoever runs it.
+ *
+ * GAP_MIN_TASK_FLOATS: floats per task below which the pool is not used. The image usually
+ * comes from a step split over rows, so half of it sits in the other core's cache, and tasks
+ * of channel ranges make every thread read every pixel: on efficientnet_b0 at 2 threads its 17
+ * pools took 0.49-0.51 ms split at 16K floats per task and 0.28 on the calling thread (at 1
+ * thread: 0.19). */
 #define GAP_MIN_TASK_FLOATS 1048576.0
 typedef struct gap_job {
   txk_rowop_ukernel_fn fn;
