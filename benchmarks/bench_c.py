@@ -360,7 +360,7 @@ def bench_model(name: str, args, work: Path) -> list[dict]:
                 lambda o=et_out: o[0].numpy(),
             )
 
-        times = interleaved(runners, args.runs, args.rounds)
+        times = interleaved(runners, args.runs, args.rounds, settle=args.settle)
         for key, samples in times.items():
             row[f"{key}_ms"] = statistics.median(samples)
             row[f"{key}_min_ms"] = min(samples)
@@ -378,9 +378,17 @@ def bench_model(name: str, args, work: Path) -> list[dict]:
     return rows
 
 
-def interleaved(runners: dict, runs: int, rounds: int, warmup: int = 3) -> dict:
+def interleaved(
+    runners: dict, runs: int, rounds: int, warmup: int = 3, settle: float = 0.5, rewarm: int = 2
+) -> dict:
     """Wall times (ms) of ``runs`` calls of each runner, taken in ``rounds`` interleaved rounds
-    (C, ORT, LiteRT, ExecuTorch, C, ...) so that a change in the machine's load hits all alike."""
+    (C, ORT, LiteRT, ExecuTorch, C, ...) so that a change in the machine's load hits all alike.
+
+    Before each runner's batch the process sleeps ``settle`` seconds and the runner makes
+    ``rewarm`` untimed calls: thread pools keep spinning after their last call (onnxruntime's
+    workers for tens of ms by default), and on 2 cores the next runtime's threads would share
+    the cores with them. Without it the C's median at 2 threads on mobilenetv3_large_100 went
+    from 3.1 ms to 7.2 ms right after onnxruntime's batches."""
     for fn, _ in runners.values():
         for _ in range(warmup):
             fn()
@@ -389,6 +397,9 @@ def interleaved(runners: dict, runs: int, rounds: int, warmup: int = 3) -> dict:
     for r in range(rounds):
         n = runs * (r + 1) // rounds - runs * r // rounds
         for key, (fn, _) in runners.items():
+            time.sleep(settle)
+            for _ in range(rewarm):
+                fn()
             for _ in range(n):
                 t0 = time.perf_counter()
                 fn()
@@ -534,6 +545,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", default="1", help="thread counts, e.g. 1,2")
     parser.add_argument("--runs", type=int, default=20, help="timed runs per runtime")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the runs")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.5,
+        help="seconds of sleep before each runtime's batch (other pools' spinning threads park)",
+    )
     parser.add_argument("--cflags", default="-O2", help="flags for the generated C")
     parser.add_argument("--peak-gflops", type=float, help="override the computed core peak")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
