@@ -318,6 +318,25 @@ def rowop_contexts(lib):
             yield name, lib.context(T.FAMILY_ROWOP, idx)
 
 
+def test_global_avgpool_chunks_and_threads(lib):
+    """The pool sums fixed chunks of pixels, then the chunks in order, 512 channels at a time:
+    pixel counts below the chunk count (empty chunks), channel counts across the 512 blocks,
+    against float64, and bitwise the same at 1, 2, 3 and 7 threads."""
+    for hw, c in ((1, 16), (3, 600), (49, 1100), (3136, 96), (196, 1280)):
+        x = (RNG.standard_normal((2, hw, c)) * 2 + 0.5).astype(np.float32)
+        outs = []
+        for threads in (1, 2, 3, 7):
+            ctx = lib.context(threads=threads)
+            y = np.full((2, c), np.nan, np.float32)
+            assert lib.lib.txk_global_avgpool(C.byref(ctx), 2, hw, c, T.ptr(x), T.ptr(y)) == 0
+            outs.append(y)
+        np.testing.assert_allclose(
+            outs[0], x.astype(np.float64).mean(1), rtol=1e-5, atol=1e-6, err_msg=f"{hw}x{c}"
+        )
+        for threads, y in zip((2, 3, 7), outs[1:]):
+            assert np.array_equal(y, outs[0]), f"gap {hw}x{c} differs at {threads} threads"
+
+
 def test_rowop_kernels_vs_reference(lib):
     """Every enumerated row-op kernel (layernorm, softmax, global avgpool, SE gate, binary
     with broadcasts) on channel counts below, at and above multiples of its vector width."""

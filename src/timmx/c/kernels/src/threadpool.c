@@ -434,14 +434,15 @@ static void range_task(void* arg, size_t t) {
   if (b < e) j->fn(j->arg, b, e);
 }
 
-void txk_parallel_range(const txk_context* ctx, txk_range_fn* fn, const void* arg, size_t n,
-                        size_t unit, double work_per_item, double min_work) {
+static void parallel_range(const txk_context* ctx, txk_range_fn* fn, const void* arg, size_t n,
+                           size_t unit, double work_per_item, double min_work, size_t max_tasks) {
   range_job j;
   size_t want;
   if (n == 0) return;
   if (unit < 1) unit = 1;
   j.units = (n + unit - 1) / unit;
   want = txk_want_tasks(ctx, (double)n * work_per_item, min_work);
+  if (want > max_tasks) want = max_tasks;
   if (want > j.units) want = j.units;
   if (want <= 1) {
     fn(arg, 0, n);
@@ -453,6 +454,17 @@ void txk_parallel_range(const txk_context* ctx, txk_range_fn* fn, const void* ar
   j.n = n;
   j.ntasks = want;
   txk_parallel(ctx, range_task, &j, want);
+}
+
+void txk_parallel_range(const txk_context* ctx, txk_range_fn* fn, const void* arg, size_t n,
+                        size_t unit, double work_per_item, double min_work) {
+  parallel_range(ctx, fn, arg, n, unit, work_per_item, min_work, (size_t)-1);
+}
+
+void txk_parallel_bands(const txk_context* ctx, txk_range_fn* fn, const void* arg, size_t n,
+                        size_t unit, double work_per_item, double min_work) {
+  parallel_range(ctx, fn, arg, n, unit, work_per_item, min_work,
+                 (size_t)txk_context_threads(ctx));
 }
 
 size_t txk_threadpool_size(void) { return sizeof(txk_threadpool); }
