@@ -261,26 +261,23 @@ TXK_K void txk_f32_gemm_ukernel_6x64__avx512(size_t mr, size_t nc, size_t kc, si
                                              size_t c_stride, const float* r, size_t r_stride,
                                              const txk_epilogue* ep) {
   /* a tile of 1 or 2 rows (49 = 8 x 6 + 1 pixels at 7x7) runs 2 rows' FMAs, not 6 */
-  const size_t rows = mr <= 2 ? 2 : 6;
 #define G_CALL(NV, ROWS) \
   gemm6_body(NV, ROWS, mr, nc, kc, ks, a, a_off, w, w_stride, c, c_stride, r, r_stride, ep)
-  if (rows == 2) {
-    if (nc > 48)
-      G_CALL(4, 2);
-    else if (nc > 32)
-      G_CALL(3, 2);
-    else if (nc > 16)
-      G_CALL(2, 2);
-    else
-      G_CALL(1, 2);
-  } else if (nc > 48)
-    G_CALL(4, 6);
-  else if (nc > 32)
-    G_CALL(3, 6);
-  else if (nc > 16)
-    G_CALL(2, 6);
-  else
-    G_CALL(1, 6);
+#define G_COLS(ROWS)     \
+  if (nc > 48)           \
+    G_CALL(4, ROWS);     \
+  else if (nc > 32)      \
+    G_CALL(3, ROWS);     \
+  else if (nc > 16)      \
+    G_CALL(2, ROWS);     \
+  else                   \
+    G_CALL(1, ROWS);
+  if (mr <= 2) {
+    G_COLS(2)
+  } else {
+    G_COLS(6)
+  }
+#undef G_COLS
 #undef G_CALL
 }
 
