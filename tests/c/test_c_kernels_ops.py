@@ -333,7 +333,7 @@ def test_global_avgpool_chunks_and_threads(lib):
         np.testing.assert_allclose(
             outs[0], x.astype(np.float64).mean(1), rtol=1e-5, atol=1e-6, err_msg=f"{hw}x{c}"
         )
-        for threads, y in zip((2, 3, 7), outs[1:]):
+        for threads, y in zip((2, 3, 7), outs[1:], strict=True):
             assert np.array_equal(y, outs[0]), f"gap {hw}x{c} differs at {threads} threads"
 
 
