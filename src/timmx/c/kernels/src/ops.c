@@ -138,9 +138,9 @@ int txk_softmax(const txk_context* ctx, size_t rows, size_t c, const float* x, s
  * image usually comes from a step split over rows the same way, so each thread mostly reads
  * pixels it wrote itself. Split over channel ranges, every thread read every pixel, half of
  * them from the other core's cache: efficientnet_b0's 17 pools took 0.49-0.51 ms at 2 threads
- * that way, 0.33-0.35 on the calling thread alone, and 0.18-0.21 in chunks in most runs (sums
- * of fastest calls; 0.19-0.24 at 1 thread); 0.31-0.33 in some, when the worker had claimed the
- * first band in the steps before (the pool's tasks go to whichever thread claims them first).
+ * that way, 0.33-0.35 on the calling thread alone, and in chunks 0.18-0.22 in 7 of 12 runs
+ * (sums of fastest calls; 0.19-0.24 at 1 thread) and 0.31-0.34 in the other 5: the pool's tasks
+ * go to whichever thread claims them first, and the worker sometimes takes the first band.
  * Channels go GAP_CB at a time (the chunks' sums live on the caller's stack: 8 KiB). */
 #define GAP_CHUNKS 4
 #define GAP_CB 512

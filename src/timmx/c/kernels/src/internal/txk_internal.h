@@ -152,9 +152,10 @@ size_t txk_want_tasks(const txk_context* ctx, double work, double min_work);
 typedef void txk_range_fn(const void* arg, size_t begin, size_t end);
 void txk_parallel_range(const txk_context* ctx, txk_range_fn* fn, const void* arg, size_t n,
                         size_t unit, double work_per_item, double min_work);
-/* As txk_parallel_range, in at most one range per thread: contiguous bands, the caller taking
- * the first. For steps that read rows the step before wrote split the same way (a depthwise
- * conv's row bands), so that each thread mostly reads what it wrote itself. */
+/* As txk_parallel_range, in at most one range per thread: contiguous bands (the first usually
+ * taken by the caller, which claims first). For steps that read rows the step before wrote
+ * split the same way (a depthwise conv's row bands), so that each thread mostly reads what it
+ * wrote itself. */
 void txk_parallel_bands(const txk_context* ctx, txk_range_fn* fn, const void* arg, size_t n,
                         size_t unit, double work_per_item, double min_work);
 /* Winograd F(4x4, 3x3) conv (winograd.c): packed floats, scratch floats, the call
