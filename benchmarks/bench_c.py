@@ -541,6 +541,17 @@ def markdown(rows: list[dict], header: list[str]) -> str:
     return "\n".join(out) + "\n"
 
 
+def add_weights_dir(parser: argparse.ArgumentParser) -> None:
+    """The --weights-dir option: where the live-weights checkpoints are cached (one cache for
+    every benchmark script)."""
+    parser.add_argument(
+        "--weights-dir",
+        type=Path,
+        default=Path(os.path.expanduser("~/.cache/timmx/live-weights")),
+        help="where the live-weights checkpoints are cached",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -560,12 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, help="also write the tables as markdown here")
     parser.add_argument("--profile", action="store_true", help="also profile the C per step kind")
     parser.add_argument("--work", type=Path, help="keep (and reuse) the artifacts here")
-    parser.add_argument(
-        "--weights-dir",
-        type=Path,
-        default=Path(os.path.expanduser("~/.cache/timmx/live-weights")),
-        help="where the live-weights checkpoints are cached",
-    )
+    add_weights_dir(parser)
     parser.add_argument("--random-weights", action="store_true", help="timm's random init")
     parser.add_argument("--no-litert", action="store_true")
     parser.add_argument("--no-executorch", action="store_true")

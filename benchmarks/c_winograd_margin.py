@@ -11,9 +11,10 @@ the C target (``|err| <= atol * scale + rtol * |ref|``; 1.0 = at the bound).
 """
 
 import argparse
-import os
 import tempfile
 from pathlib import Path
+
+from bench_c import add_weights_dir
 
 
 def margins(name: str, photos: int, work: Path, weights_dir: Path) -> list[str]:
@@ -66,12 +67,7 @@ def main() -> None:
     ap.add_argument("models", nargs="+")
     ap.add_argument("--photos", type=int, default=8, help="real photos per model")
     ap.add_argument("--work", type=Path, help="keep the exports here (default: a temp dir)")
-    ap.add_argument(
-        "--weights-dir",
-        type=Path,
-        default=Path(os.path.expanduser("~/.cache/timmx/live-weights")),
-        help="where the live-weights checkpoints are cached",
-    )
+    add_weights_dir(ap)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
