@@ -147,7 +147,8 @@ static int conv_dw(const txk_context* ctx, const txk_conv2d_desc* d, const float
                         (double)d->n * d->out_h * d->out_w * (double)d->out_c * d->kh * d->kw,
                         TXK_MIN_TASK_MACS / 4);
   /* One part per thread: contiguous bands of rows, so that each thread mostly reads the rows
-   * it wrote in the step before (usually split the same way, the caller taking the first part).
+   * it wrote in the step before (usually split the same way; the first part usually goes to the
+   * caller, which claims first).
    * With 4 parts per thread, claimed in any order, half the input came from the other core's
    * cache: at 2 threads the depthwise convs of mobilenetv3_large_100, efficientnet_b0 and
    * convnext_tiny took 0.634-0.656, 1.148-1.160 and 2.01-2.06 ms, and 0.507-0.514, 0.933-0.951
